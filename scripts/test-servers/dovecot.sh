@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# A private Dovecot IMAP server for tests, on 127.0.0.1 only.
+#
+#   scripts/test-servers/dovecot.sh start|stop|status
+#
+# Environment (defaults in brackets):
+#   DOVECOT_DIR         state folder: config, users, mail, logs, pid [REPO/.test-servers/dovecot]
+#   DOVECOT_IMAP_PORT   IMAP, plain and STARTTLS                      [14143]
+#   DOVECOT_IMAPS_PORT  IMAP over implicit TLS                         [14993]
+#   DOVECOT_USERS       space-separated user:password pairs        ["alice:alice-pw bob:bob-pw"]
+#
+# Capabilities offered: CONDSTORE, QRESYNC, IDLE, NOTIFY (needs the mailbox list index),
+# MOVE, UIDPLUS, SPECIAL-USE with Drafts, Sent, Trash, Junk and Archive. TLS uses a
+# self-signed certificate for "localhost"/127.0.0.1 written to $DOVECOT_DIR/tls/cert.pem,
+# which a client can trust as its CA.
+set -euo pipefail
+TS_COMPONENT=dovecot
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DIR=${DOVECOT_DIR:-$REPO_ROOT/.test-servers/dovecot}
+IMAP_PORT=${DOVECOT_IMAP_PORT:-14143}
+IMAPS_PORT=${DOVECOT_IMAPS_PORT:-14993}
+USERS=${DOVECOT_USERS:-alice:alice-pw bob:bob-pw}
+PIDFILE=$DIR/dovecot.pid
+
+write_config() {
+    mkdir -p "$DIR/run" "$DIR/state" "$DIR/tls" "$DIR/home"
+    # Mail is owned by the Debian 'mail' user (uid 8); login processes need to reach the
+    # run folder, so the tree stays world-traversable.
+    chown mail:mail "$DIR/home"
+    chmod 0755 "$DIR" "$DIR/run" "$DIR/state"
+
+    if [ ! -s "$DIR/tls/cert.pem" ]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+            -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+            -keyout "$DIR/tls/key.pem" -out "$DIR/tls/cert.pem" >/dev/null 2>&1 \
+            || die "openssl could not create the test certificate"
+        chmod 0600 "$DIR/tls/key.pem"
+    fi
+
+    : >"$DIR/users"
+    local pair user pass
+    for pair in $USERS; do
+        user=${pair%%:*}
+        pass=${pair#*:}
+        [ -n "$user" ] && [ "$user" != "$pair" ] || die "DOVECOT_USERS entry '$pair' is not user:password"
+        printf '%s:{PLAIN}%s:8:8::%s/home/%s\n' "$user" "$pass" "$DIR" "$user" >>"$DIR/users"
+    done
+    chmod 0640 "$DIR/users"
+    chgrp dovecot "$DIR/users"
+
+    local dh=""
+    [ -s /usr/share/dovecot/dh.pem ] && dh="ssl_dh = </usr/share/dovecot/dh.pem"
+
+    cat >"$DIR/dovecot.conf" <<CONF
+# Written by scripts/test-servers/dovecot.sh; edits are overwritten at the next start.
+base_dir = $DIR/run
+state_dir = $DIR/state
+log_path = $DIR/dovecot.log
+instance_name = dovecot-test-$IMAP_PORT
+protocols = imap
+listen = 127.0.0.1
+shutdown_clients = yes
+
+ssl = yes
+ssl_cert = <$DIR/tls/cert.pem
+ssl_key = <$DIR/tls/key.pem
+$dh
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $DIR/users
+}
+userdb {
+  driver = passwd-file
+  args = $DIR/users
+}
+mail_uid = mail
+mail_gid = mail
+first_valid_uid = 8
+mail_location = maildir:~/Maildir
+mailbox_list_index = yes
+maildir_very_dirty_syncs = yes
+
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $IMAP_PORT
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $IMAPS_PORT
+    ssl = yes
+  }
+}
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+protocol imap {
+  mail_max_userip_connections = 100
+  imap_idle_notify_interval = 1 secs
+}
+
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Drafts {
+    auto = subscribe
+    special_use = \\Drafts
+  }
+  mailbox Sent {
+    auto = subscribe
+    special_use = \\Sent
+  }
+  mailbox Trash {
+    auto = subscribe
+    special_use = \\Trash
+  }
+  mailbox Junk {
+    auto = subscribe
+    special_use = \\Junk
+  }
+  mailbox Archive {
+    auto = subscribe
+    special_use = \\Archive
+  }
+}
+CONF
+    doveconf -c "$DIR/dovecot.conf" -n >/dev/null 2>"$DIR/doveconf.err" \
+        || die "generated config is invalid: $(cat "$DIR/doveconf.err")"
+}
+
+start() {
+    ensure_packages dovecot-core dovecot-imapd openssl
+    if pid_alive "$PIDFILE"; then
+        log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$IMAP_PORT"
+        return 0
+    fi
+    write_config
+    # The master forks into the background; its stdio must not hold the caller's pipes.
+    dovecot -c "$DIR/dovecot.conf" </dev/null >>"$DIR/dovecot.log" 2>&1 \
+        || die "dovecot did not start; log tail: $(tail -n 20 "$DIR/dovecot.log")"
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$DIR/run/master.pid" ] && break
+        sleep 0.1
+    done
+    [ -s "$DIR/run/master.pid" ] || die "dovecot wrote no master.pid; log tail: $(tail -n 20 "$DIR/dovecot.log")"
+    cp "$DIR/run/master.pid" "$PIDFILE"
+    wait_port "$IMAP_PORT" 20 && wait_port "$IMAPS_PORT" 20 \
+        || die "dovecot is not listening on 127.0.0.1:$IMAP_PORT/$IMAPS_PORT; log tail: $(tail -n 20 "$DIR/dovecot.log")"
+    log "running (pid $(cat "$PIDFILE")): imap 127.0.0.1:$IMAP_PORT, imaps 127.0.0.1:$IMAPS_PORT, users: $(cut -d: -f1 "$DIR/users" | tr '\n' ' ')"
+}
+
+stop() {
+    if pid_alive "$PIDFILE"; then
+        stop_pidfile "$PIDFILE" 15
+        log "stopped"
+    else
+        rm -f "$PIDFILE"
+        log "not running"
+    fi
+}
+
+status() {
+    if pid_alive "$PIDFILE"; then
+        echo "dovecot: up (pid $(cat "$PIDFILE")) imap 127.0.0.1:$IMAP_PORT imaps 127.0.0.1:$IMAPS_PORT"
+    else
+        echo "dovecot: down"
+        return 1
+    fi
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+status) status ;;
+*)
+    echo "usage: $0 start|stop|status" >&2
+    exit 2
+    ;;
+esac
