@@ -78,7 +78,15 @@ ours_alive() {
     local file=$1 comm=$2 pid
     pid_alive "$file" || return 1
     pid=$(cat "$file")
-    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]
+    alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]
+}
+
+# A live, non-zombie process. Daemons we started are re-parented to this machine's init,
+# which reaps late (seconds), so kill -0 alone would report a dead daemon as running.
+alive() {
+    local state
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -95,7 +103,7 @@ kill_wait() {
     local pid=$1 sig=$2 seconds=$3 i
     kill "-$sig" "$pid" 2>/dev/null || return 0
     for ((i = 0; i < seconds * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        alive "$pid" || return 0
         sleep 0.1
     done
     log "pid $pid still alive after SIG$sig; sending KILL"
@@ -132,7 +140,9 @@ qresync_touch() {
 # ---------------------------------------------------------------- PostgreSQL
 
 psql_admin() {
-    psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
+    # Quiet the NOTICEs of IF NOT EXISTS on every re-run.
+    PGOPTIONS="-c client_min_messages=warning" \
+        psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
 }
 
 start_postgres() {
@@ -274,13 +284,13 @@ CONF
 
 start_sogo() {
     local sd=$DIR/sogo
-    if ours_alive "$sd/sogod.pid" sogod; then
-        log "sogo already running (pid $(cat "$sd/sogod.pid"))"
+    if ours_alive "$DIR/sogo.pid" sogod; then
+        log "sogo already running (pid $(cat "$DIR/sogo.pid"))"
     else
         # One SOGo per machine: never rewrite the config under another stack's live sogod.
         local other
         other=$(cat "$SOGO_OWNER" 2>/dev/null || true)
-        if [ -n "$other" ] && [ "$other" != "$DIR" ] && ours_alive "$other/sogo/sogod.pid" sogod; then
+        if [ -n "$other" ] && [ "$other" != "$DIR" ] && ours_alive "$other/sogo.pid" sogod; then
             fail sogo /dev/null "another EAS stack ($other) runs SOGo; /etc/sogo/sogo.conf is machine-wide, stop it first"
         fi
         require_free_port sogo "$SOGO_PORT"
@@ -294,6 +304,16 @@ start_sogo() {
             -WOPidFile "$sd/sogod.pid" -WOLogFile "$sd/sogo.log" -WOPort "127.0.0.1:$SOGO_PORT" \
             </dev/null >>"$sd/sogod.out" 2>&1 \
             || fail sogo "$sd/sogod.out" "sogod exited non-zero"
+        # sogod deletes its own PID file as soon as it gets TERM, yet its workers live on
+        # for a while: keep our own record, taken before any wait that could fail, so
+        # stop/status never lose track of them.
+        local j
+        for ((j = 0; j < TIMEOUT * 10; j++)); do
+            [ -s "$sd/sogod.pid" ] && break
+            sleep 0.1
+        done
+        [ -s "$sd/sogod.pid" ] || fail sogo "$sd/sogo.log" "sogod wrote no PID file"
+        cp "$sd/sogod.pid" "$DIR/sogo.pid"
     fi
     local first=${USERS%% *} user pass i hdrs=""
     user=${first%%:*}
@@ -306,8 +326,6 @@ start_sogo() {
     done
     grep -qi '^MS-ASProtocolVersions:.*14\.1' <<<"$hdrs" \
         || fail sogo "$sd/sogo.log" "authenticated OPTIONS $EAS_PATH did not list 14.1 within ${TIMEOUT}s"
-    # The readiness wait may have found the PID file written after the first check.
-    [ -s "$sd/sogod.pid" ] || fail sogo "$sd/sogo.log" "sogod wrote no PID file"
 }
 
 # ---------------------------------------------------------------- commands
@@ -348,24 +366,26 @@ start() {
 
 stop_sogo() {
     local sd=$DIR/sogo pid kids=() k i
-    if ! ours_alive "$sd/sogod.pid" sogod; then
-        rm -f "$sd/sogod.pid"
+    if ! ours_alive "$DIR/sogo.pid" sogod; then
+        rm -f "$DIR/sogo.pid"
         echo "sogo: not running"
         return 0
     fi
-    pid=$(cat "$sd/sogod.pid")
-    # Idle workers linger ~30 s after TERM; collect the parent's children first (they
-    # are ours too), TERM everything, then KILL what is left after a short grace.
+    pid=$(cat "$DIR/sogo.pid")
+    # Workers ignore TERM while idle and the watchdog waits for them (~30 s); SOGo keeps
+    # no state worth a clean exit here (all of it is in PostgreSQL). So: collect the
+    # parent's children first (they are ours too), TERM everything, then KILL what is
+    # left after a short grace.
     mapfile -t kids < <(ps -o pid= --ppid "$pid" | tr -d ' ')
     kill -TERM "$pid" "${kids[@]}" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+    for ((i = 0; i < 20; i++)); do
+        alive "$pid" || break
         sleep 0.1
     done
     for k in "$pid" "${kids[@]}"; do
         [ "$(cat "/proc/$k/comm" 2>/dev/null)" = sogod ] && kill -9 "$k" 2>/dev/null || true
     done
-    rm -f "$sd/sogod.pid"
+    rm -f "$DIR/sogo.pid" "$sd/sogod.pid"
     [ "$(cat "$SOGO_OWNER" 2>/dev/null)" = "$DIR" ] && rm -f "$SOGO_OWNER"
     echo "sogo: stopped"
 }
@@ -404,7 +424,7 @@ status() {
     show memcached "$DIR/memcached.pid" memcached "127.0.0.1:$MEMCACHED_PORT"
     show smtp-sink "$DIR/smtp-sink.pid" "$PY_COMM" "127.0.0.1:$SMTP_PORT spool $DIR/smtp"
     dovecot_sh status || ok=1
-    show sogo "$DIR/sogo/sogod.pid" sogod "http://127.0.0.1:$SOGO_PORT$EAS_PATH"
+    show sogo "$DIR/sogo.pid" sogod "http://127.0.0.1:$SOGO_PORT$EAS_PATH"
     echo "sogo.conf owner: $(cat "$SOGO_OWNER" 2>/dev/null || echo none)"
     return $ok
 }
