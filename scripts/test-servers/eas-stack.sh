@@ -29,7 +29,7 @@
 set -euo pipefail
 TS_COMPONENT=eas-stack
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$HERE/lib.sh"
 
 DIR=${EAS_STACK_DIR:-$REPO_ROOT/.test-servers/eas}
@@ -245,7 +245,6 @@ write_sogo_conf() {
   OCSFolderInfoURL = "$db/sogo_folder_info";
   OCSSessionsFolderURL = "$db/sogo_sessions_folder";
   OCSEMailAlarmsFolderURL = "$db/sogo_alarms_folder";
-  OCSCacheFolderURL = "$db/sogo_cache_folder";
   SOGoUserSources = (
     {
       type = sql;
@@ -282,17 +281,22 @@ CONF
     printf '%s\n' "$DIR" >"$SOGO_OWNER"
 }
 
+# One SOGo per machine: never rewrite the config under another stack's live sogod.
+check_sogo_owner() {
+    local other
+    other=$(cat "$SOGO_OWNER" 2>/dev/null || true)
+    if [ -n "$other" ] && [ "$other" != "$DIR" ] && ours_alive "$other/sogo.pid" sogod; then
+        fail sogo /dev/null "another EAS stack ($other) runs SOGo; /etc/sogo/sogo.conf is machine-wide, stop it first"
+    fi
+    return 0
+}
+
 start_sogo() {
     local sd=$DIR/sogo
     if ours_alive "$DIR/sogo.pid" sogod; then
         log "sogo already running (pid $(cat "$DIR/sogo.pid"))"
     else
-        # One SOGo per machine: never rewrite the config under another stack's live sogod.
-        local other
-        other=$(cat "$SOGO_OWNER" 2>/dev/null || true)
-        if [ -n "$other" ] && [ "$other" != "$DIR" ] && ours_alive "$other/sogo.pid" sogod; then
-            fail sogo /dev/null "another EAS stack ($other) runs SOGo; /etc/sogo/sogo.conf is machine-wide, stop it first"
-        fi
+        check_sogo_owner
         require_free_port sogo "$SOGO_PORT"
         write_sogo_conf
         mkdir -p "$sd/home"
@@ -349,6 +353,8 @@ ENV
 start() {
     local t0=$SECONDS
     ensure_packages sogo sogo-activesync memcached postgresql-15 curl
+    # Checked before anything starts, so a refused second stack leaves nothing running.
+    ours_alive "$DIR/sogo.pid" sogod || check_sogo_owner
     mkdir -p "$DIR"
     chmod 0755 "$DIR"
     start_dovecot
@@ -383,7 +389,7 @@ stop_sogo() {
         sleep 0.1
     done
     for k in "$pid" "${kids[@]}"; do
-        [ "$(cat "/proc/$k/comm" 2>/dev/null)" = sogod ] && kill -9 "$k" 2>/dev/null || true
+        if [ "$(cat "/proc/$k/comm" 2>/dev/null)" = sogod ]; then kill -9 "$k" 2>/dev/null || true; fi
     done
     rm -f "$DIR/sogo.pid" "$sd/sogod.pid"
     [ "$(cat "$SOGO_OWNER" 2>/dev/null)" = "$DIR" ] && rm -f "$SOGO_OWNER"
