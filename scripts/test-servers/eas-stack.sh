@@ -26,6 +26,8 @@
 #
 # SOGo reads the machine-wide /etc/sogo/sogo.conf, so only one stack per machine can run
 # SOGo at a time; /etc/sogo/eas-stack.owner names the state folder whose config is in it.
+#
+# eas/README.md says how a test uses the stack and what the state folder holds.
 set -euo pipefail
 TS_COMPONENT=eas-stack
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -388,7 +390,13 @@ stop_sogo() {
         alive "$pid" || break
         sleep 0.1
     done
-    for k in "$pid" "${kids[@]}"; do
+    # Freeze a surviving watchdog so it cannot spawn a worker we would miss, then take the
+    # final list of its children and KILL them all.
+    if alive "$pid"; then
+        kill -STOP "$pid" 2>/dev/null || true
+        mapfile -t -O "${#kids[@]}" kids < <(ps -o pid= --ppid "$pid" | tr -d ' ')
+    fi
+    for k in "${kids[@]}" "$pid"; do
         if [ "$(cat "/proc/$k/comm" 2>/dev/null)" = sogod ]; then kill -9 "$k" 2>/dev/null || true; fi
     done
     rm -f "$DIR/sogo.pid" "$sd/sogod.pid"
