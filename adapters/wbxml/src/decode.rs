@@ -282,10 +282,16 @@ pub fn decode(bytes: &[u8]) -> Result<Element, DecodeError> {
                 Node::Opaque(r.take(len)?.to_vec())
             }
             _ if tok & 0x3F < token::FIRST_TAG => {
-                return Err(DecodeError::UnsupportedToken { offset: at, token: tok });
+                return Err(DecodeError::UnsupportedToken {
+                    offset: at,
+                    token: tok,
+                });
             }
             _ if tok & token::HAS_ATTRIBUTES != 0 => {
-                return Err(DecodeError::Attributes { offset: at, token: tok });
+                return Err(DecodeError::Attributes {
+                    offset: at,
+                    token: tok,
+                });
             }
             _ => {
                 if stack.len() >= MAX_DEPTH {
@@ -362,27 +368,45 @@ mod tests {
         let with = |body: &[u8]| [&header[..], body].concat();
         assert_eq!(
             decode(&[0x00, 0x01, 0x6a, 0x00]),
-            Err(DecodeError::UnsupportedVersion { offset: 0, version: 0 })
+            Err(DecodeError::UnsupportedVersion {
+                offset: 0,
+                version: 0
+            })
         );
         assert_eq!(
             decode(&[0x03, 0x01, 0x04, 0x00, 0x05]),
-            Err(DecodeError::UnsupportedCharset { offset: 2, charset: 4 })
+            Err(DecodeError::UnsupportedCharset {
+                offset: 2,
+                charset: 4
+            })
         );
         assert_eq!(
             decode(&with(&[0xC5, 0x01])),
-            Err(DecodeError::Attributes { offset: 4, token: 0xC5 })
+            Err(DecodeError::Attributes {
+                offset: 4,
+                token: 0xC5
+            })
         );
         assert_eq!(
             decode(&with(&[0x00, 0x30, 0x05])),
-            Err(DecodeError::UnknownPage { offset: 5, page: 0x30 })
+            Err(DecodeError::UnknownPage {
+                offset: 5,
+                page: 0x30
+            })
         );
         assert_eq!(
             decode(&with(&[0x02, 0x41])),
-            Err(DecodeError::UnsupportedToken { offset: 4, token: 0x02 })
+            Err(DecodeError::UnsupportedToken {
+                offset: 4,
+                token: 0x02
+            })
         );
         assert_eq!(
             decode(&with(&[0x01])),
-            Err(DecodeError::OutsideRoot { offset: 4, what: "END" })
+            Err(DecodeError::OutsideRoot {
+                offset: 4,
+                what: "END"
+            })
         );
         assert_eq!(
             decode(&with(&[0x05, 0x05])),
@@ -423,11 +447,17 @@ mod tests {
         bytes.extend_from_slice(b"-//X//EN\0");
         bytes.extend_from_slice(&[0x45, 0x83, 0x00, 0x01]);
         let root = decode(&bytes);
-        assert_eq!(root.as_ref().ok().and_then(Element::text_value), Some("-//X//EN"));
+        assert_eq!(
+            root.as_ref().ok().and_then(Element::text_value),
+            Some("-//X//EN")
+        );
         bytes[2] = 0x20;
         assert_eq!(
             decode(&bytes),
-            Err(DecodeError::BadStringReference { offset: 2, index: 0x20 })
+            Err(DecodeError::BadStringReference {
+                offset: 2,
+                index: 0x20
+            })
         );
     }
 }

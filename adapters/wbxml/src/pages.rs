@@ -306,7 +306,10 @@ impl Page {
 
     /// The token of tag `name` on this page.
     pub fn token(self, name: &str) -> Option<u8> {
-        self.tags().iter().find(|(_, n)| *n == name).map(|(t, _)| *t)
+        self.tags()
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(t, _)| *t)
     }
 
     /// The name of tag `token` on this page.

@@ -7,6 +7,9 @@
 //! `opaque="1"`; other opaque data as base64 with `encoding="base64"`. The parser accepts
 //! both, and also prefixed namespaces (`xmlns:airsyncbase="AirSyncBase:"`) and namespace
 //! names without the trailing colon, as in the MS-ASWBXML examples.
+//!
+//! Text is kept verbatim: the parser does not apply XML end-of-line normalization, so a CRLF
+//! in a message body written raw (as the recordings do) reads back as CRLF.
 
 use std::fmt::Write as _;
 
@@ -183,7 +186,9 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
                 }
             }
             Event::Text(text) => {
-                let text = text.xml10_content();
+                // Verbatim, without XML end-of-line normalization: CRLF in message bodies
+                // must survive a trip through a fixture.
+                let text = text.into_inner();
                 match stack.last_mut() {
                     Some(frame) => frame.push_text(&text),
                     None if text.chars().all(char::is_whitespace) => {}
@@ -191,18 +196,18 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
                 }
             }
             Event::CData(data) => match stack.last_mut() {
-                Some(frame) => frame.push_text(&data.xml10_content()),
+                Some(frame) => frame.push_text(&data.into_inner()),
                 None => return Err(XmlError::OutsideRoot),
             },
             Event::GeneralRef(reference) => {
                 let resolved_char = reference.resolve_char_ref().map_err(syntax)?;
                 let ch = match resolved_char {
                     Some(ch) => ch,
-                    None => predefined_entity(&reference).ok_or_else(|| {
-                        XmlError::UnknownEntity {
+                    None => {
+                        predefined_entity(&reference).ok_or_else(|| XmlError::UnknownEntity {
                             name: reference.xml10_content().into_owned(),
-                        }
-                    })?,
+                        })?
+                    }
                 };
                 let frame = stack.last_mut().ok_or(XmlError::OutsideRoot)?;
                 frame.push_text(ch.encode_utf8(&mut [0; 4]));
@@ -390,15 +395,15 @@ fn is_readable(text: &str) -> bool {
         .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
 }
 
-/// Escapes text content: markup characters, and control characters as character
-/// references so that they survive XML end-of-line normalization.
+/// Escapes text content: markup characters, and control characters other than tab, CR and
+/// LF as character references. CR stays raw, as in the recordings; [`from_xml`] keeps it.
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '\t' | '\n' => out.push(c),
+            '\t' | '\n' | '\r' => out.push(c),
             c if c.is_control() => {
                 let _ = write!(out, "&#x{:X};", u32::from(c));
             }
