@@ -58,6 +58,27 @@ pub trait Handler<D: AccountDirectory>: Send + Sync {
     fn call<'a>(&'a self, call: MethodCall<'a, D>) -> HandlerFuture<'a>;
 }
 
+/// A handler made of a plain function or closure whose work needs no awaiting (in-memory data,
+/// tests). `FnHandler(|call: MethodCall<'_, D>| { ... })`.
+pub struct FnHandler<F>(pub F);
+
+impl<F> fmt::Debug for FnHandler<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnHandler")
+    }
+}
+
+impl<D, F> Handler<D> for FnHandler<F>
+where
+    D: AccountDirectory,
+    F: Fn(MethodCall<'_, D>) -> HandlerResult + Send + Sync,
+{
+    fn call<'a>(&'a self, call: MethodCall<'a, D>) -> HandlerFuture<'a> {
+        let result = (self.0)(call);
+        Box::pin(std::future::ready(result))
+    }
+}
+
 /// One method call, ready for its handler: references resolved, account(s) resolved and
 /// checked, limits enforced.
 pub struct MethodCall<'a, D: AccountDirectory> {

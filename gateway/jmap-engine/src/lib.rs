@@ -28,7 +28,7 @@ pub mod standard;
 pub use arguments::{Arguments, ExtraArguments, NoExtra};
 pub use date::{Date, InvalidDate, UtcDate};
 pub use dispatch::{
-    AccountArguments, AccountDirectory, AccountError, Engine, Handler, HandlerFuture,
+    AccountArguments, AccountDirectory, AccountError, Engine, FnHandler, Handler, HandlerFuture,
     HandlerResult, MethodCall, MethodKind, MethodOutput, MethodSpec,
 };
 pub use id::{Id, IdRef, InvalidId, MAX_ID_LEN};
