@@ -366,7 +366,7 @@ impl Tag {
     pub fn new(page: Page, name: &str) -> Result<Tag, UnknownTag> {
         match page.token(name) {
             Some(token) => Ok(Tag { page, token }),
-            None => Ok(Tag::from_name_fallback(page, name)?),
+            None => Tag::from_name_fallback(page, name),
         }
     }
 

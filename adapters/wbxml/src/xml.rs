@@ -161,15 +161,11 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
         let syntax = |source| XmlError::Syntax { offset, source };
         let (resolved, event) = reader.read_resolved_event().map_err(syntax)?;
         match event {
-            Event::Start(start) | Event::Empty(start)
-                if root.is_some() || stack.len() >= MAX_DEPTH =>
-            {
-                let _ = start;
-                return Err(if root.is_some() {
-                    XmlError::OutsideRoot
-                } else {
-                    XmlError::TooDeep { limit: MAX_DEPTH }
-                });
+            Event::Start(_) | Event::Empty(_) if root.is_some() => {
+                return Err(XmlError::OutsideRoot);
+            }
+            Event::Start(_) | Event::Empty(_) if stack.len() >= MAX_DEPTH => {
+                return Err(XmlError::TooDeep { limit: MAX_DEPTH });
             }
             Event::Start(start) => {
                 let frame = open(&resolved, &start)?;
