@@ -181,6 +181,13 @@ impl MethodError {
     }
 }
 
+impl MethodError {
+    /// The `["error", {...}, callId]` invocation.
+    pub fn to_invocation(&self, call_id: impl Into<String>) -> crate::Invocation {
+        crate::Invocation::new("error", self.to_arguments(), call_id)
+    }
+}
+
 impl Serialize for MethodError {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_arguments().serialize(serializer)

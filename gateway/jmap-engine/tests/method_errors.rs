@@ -96,6 +96,16 @@ fn every_method_error_type_serializes_to_its_rfc_name() {
 }
 
 #[test]
+fn method_error_as_invocation() {
+    assert_eq!(
+        MethodError::unknown_method()
+            .to_invocation("call-id")
+            .to_json(),
+        json!([ "error", { "type": "unknownMethod" }, "call-id" ])
+    );
+}
+
+#[test]
 fn method_error_display() {
     assert_eq!(MethodError::state_mismatch().to_string(), "stateMismatch");
     assert_eq!(

@@ -515,6 +515,15 @@ fn request_types_parse_every_argument() {
         ["id", "x"]
     );
 
+    let limits = crate::fixture::limits();
+    assert!(get.check_fetch_all(11, &limits).is_ok(), "ids were given");
+    let all = GetRequest::<NoExtra>::from_arguments(object(json!({"accountId": "A1"}))).unwrap();
+    assert!(all.check_fetch_all(10, &limits).is_ok());
+    assert_eq!(
+        all.check_fetch_all(11, &limits).unwrap_err().to_string(),
+        "requestTooLarge: all 11 records requested, more than maxObjectsInGet (10)"
+    );
+
     let changes = ChangesRequest::<NoExtra>::from_arguments(object(
         json!({"accountId": "A1", "sinceState": "s", "maxChanges": 7}),
     ))

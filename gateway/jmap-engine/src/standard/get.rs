@@ -1,7 +1,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::{Arguments, CreatedIds, ExtraArguments, Id, IdRef, MethodError, NoExtra};
+use crate::{Arguments, CreatedIds, ExtraArguments, Id, IdRef, Limits, MethodError, NoExtra};
 
 /// Arguments of `Foo/get` (RFC 8620 §5.1).
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +47,18 @@ impl<E> GetRequest<E> {
             }
         }
         Ok(Some(out))
+    }
+
+    /// `requestTooLarge` when `ids` is `null` (all records) and there are more than
+    /// `maxObjectsInGet` of them (RFC 8620 §5.1); an explicit `ids` list is checked by the engine.
+    pub fn check_fetch_all(&self, record_count: usize, limits: &Limits) -> Result<(), MethodError> {
+        let max = limits.max_objects_in_get.get();
+        if self.ids.is_none() && u64::try_from(record_count).unwrap_or(u64::MAX) > max {
+            return Err(MethodError::request_too_large(format!(
+                "all {record_count} records requested, more than maxObjectsInGet ({max})"
+            )));
+        }
+        Ok(())
     }
 
     /// The properties to return: checked against `known` (an unknown one is
