@@ -166,6 +166,17 @@ fn not_json() {
     }
 }
 
+/// Deep nesting is refused as notJSON, not a stack overflow.
+#[test]
+fn deeply_nested_json_is_not_json() {
+    let body = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    check_problem(
+        body.as_bytes(),
+        "urn:ietf:params:jmap:error:notJSON",
+        "recursion limit exceeded",
+    );
+}
+
 #[test]
 fn not_json_for_wrong_content_type() {
     let error = RequestError::wrong_content_type("text/plain");

@@ -395,3 +395,32 @@ fn created_ids_harvested_from_creating_responses() {
     );
     assert_eq!(response["createdIds"], json!({"k1": "M1", "k3": "M3"}));
 }
+
+/// A handler may report creation ids its responses do not show.
+#[test]
+fn created_ids_reported_by_a_handler() {
+    use jmap_engine::{FnHandler, Id, MethodCall};
+    let mut engine = crate::fixture::engine();
+    engine.register(
+        "Blob/upload",
+        "urn:ietf:params:jmap:mail",
+        FnHandler(|call: MethodCall<'_, crate::fixture::Directory>| {
+            Ok(call
+                .reply(serde_json::Map::new())
+                .with_created_id(Id::new("up1").unwrap(), Id::new("B9").unwrap()))
+        }),
+    );
+    let response = crate::fixture::run(
+        &engine,
+        json!({
+            "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:example:todo"],
+            "createdIds": {},
+            "methodCalls": [
+                ["Blob/upload", {"accountId": "A1"}, "0"],
+                ["Todo/get", {"accountId": "x", "ids": ["#up1"]}, "1"]
+            ]
+        }),
+    );
+    assert_eq!(response["createdIds"], json!({"up1": "B9"}));
+    assert_eq!(response["methodResponses"][1][1]["notFound"], json!(["B9"]));
+}
