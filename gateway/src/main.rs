@@ -1,1 +1,5 @@
-fn main() {}
+//! `jmap-gateway`: the command-line entry point. Thin glue over the library crate.
+
+fn main() -> std::process::ExitCode {
+    gateway::cli::run()
+}

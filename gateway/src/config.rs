@@ -1,0 +1,734 @@
+//! The gateway's configuration: one TOML file, every option defaulted, validated at start.
+//!
+//! Errors name the key that is wrong (`users[0].accounts[1].tls`) and what was expected.
+//! Secrets are written as `"inline"`, `{ env = "VAR" }` or `{ file = "/path" }` and are
+//! resolved when checked and again when used, so a rotated file needs no restart.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use upstream::Secret;
+
+/// The default place the gateway looks for its configuration.
+pub const DEFAULT_CONFIG_PATH: &str = "jmap-gateway.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    /// Gateway users and their upstream accounts.
+    pub users: Vec<UserConfig>,
+    /// Upstream servers whose users get a JMAP account just by logging in.
+    pub passthrough: Vec<PassthroughConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP listener binds to.
+    pub listen: SocketAddr,
+    /// The URL clients reach the gateway at, when it differs from `http://{listen}`.
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync before every commit is acknowledged.
+    Sync,
+    /// Commits arriving within `group_commit_window_ms` share one fsync.
+    Group,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Folder of the embedded RocksDB store; created if missing.
+    pub path: PathBuf,
+    pub durability: Durability,
+    /// Longest a commit waits for others to share its fsync (group durability only).
+    pub group_commit_window_ms: u64,
+    /// Upper bound of the message-body and attachment cache, in MiB.
+    pub blob_cache_mib: u64,
+    /// Change-log entries kept per account and type before the oldest are trimmed.
+    pub changelog_max_entries: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("./data"),
+            durability: Durability::Group,
+            group_commit_window_ms: 2,
+            blob_cache_mib: 512,
+            changelog_max_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing env-filter directive; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Key that signs the gateway's bearer tokens; a random one is made per start if absent
+    /// (tokens then do not survive a restart).
+    pub token_secret: Option<SecretSource>,
+    pub token_lifetime_secs: u64,
+    /// Browser origins allowed to call the API (CORS); empty means none.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_secret: None,
+            token_lifetime_secs: 3600,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The login name a JMAP client uses.
+    pub name: String,
+    pub password: SecretSource,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AccountConfig {
+    Imap(ImapAccountConfig),
+    Eas(EasAccountConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS before login.
+    Starttls,
+    /// No encryption at all; only for servers on a trusted network or loopback.
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapAccountConfig {
+    /// Name shown to JMAP clients; defaults to the username.
+    pub name: Option<String>,
+    pub host: String,
+    /// Defaults to 993 with `tls = "tls"`, else 143.
+    pub port: Option<u16>,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// PEM CA certificate to trust in addition to the system roots (self-signed servers).
+    pub ca_file: Option<PathBuf>,
+    pub username: String,
+    pub password: SecretSource,
+    /// Where EmailSubmission sends mail for this account.
+    pub smtp: Option<SmtpConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Defaults to 465 with `tls = "tls"`, 587 with `starttls`, else 25.
+    pub port: Option<u16>,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// Defaults to the account's username.
+    pub username: Option<String>,
+    /// Defaults to the account's password.
+    pub password: Option<SecretSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EasAccountConfig {
+    pub name: Option<String>,
+    /// The ActiveSync endpoint, e.g. `https://mail.example.com/Microsoft-Server-ActiveSync`.
+    pub url: String,
+    pub username: String,
+    pub password: SecretSource,
+    /// Device id presented to the server; derived from user and account if absent.
+    pub device_id: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PassthroughConfig {
+    Imap(PassthroughImap),
+    Eas(PassthroughEas),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthroughImap {
+    pub name: String,
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    pub ca_file: Option<PathBuf>,
+    pub smtp: Option<SmtpConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthroughEas {
+    pub name: String,
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_tls() -> TlsMode {
+    TlsMode::Tls
+}
+
+impl TlsMode {
+    pub fn default_imap_port(self) -> u16 {
+        match self {
+            TlsMode::Tls => 993,
+            TlsMode::Starttls | TlsMode::None => 143,
+        }
+    }
+
+    pub fn default_smtp_port(self) -> u16 {
+        match self {
+            TlsMode::Tls => 465,
+            TlsMode::Starttls => 587,
+            TlsMode::None => 25,
+        }
+    }
+}
+
+/// Where a secret comes from. In TOML: `"inline"`, `{ env = "VAR" }` or `{ file = "PATH" }`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Inline(Secret<String>),
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Inline(s) => write!(f, "Inline({s:?})"),
+            SecretSource::Env(var) => write!(f, "Env({var:?})"),
+            SecretSource::File(path) => write!(f, "File({path:?})"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret now. A file's trailing newline is not part of the secret.
+    pub fn resolve(&self) -> Result<Secret<String>, String> {
+        match self {
+            SecretSource::Inline(s) => Ok(s.clone()),
+            SecretSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+                Ok(_) => Err(format!("environment variable {var} is empty")),
+                Err(_) => Err(format!("environment variable {var} is not set")),
+            },
+            SecretSource::File(path) => match std::fs::read_to_string(path) {
+                Ok(v) => {
+                    let v = v.trim_end_matches(['\r', '\n']);
+                    if v.is_empty() {
+                        Err(format!("file {} is empty", path.display()))
+                    } else {
+                        Ok(Secret::new(v.to_owned()))
+                    }
+                }
+                Err(e) => Err(format!("cannot read file {}: {e}", path.display())),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretSource;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a string, { env = "VAR" } or { file = "PATH" }"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretSource, E> {
+                Ok(SecretSource::Inline(Secret::new(v.to_owned())))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SecretSource, A::Error> {
+                use serde::de::Error;
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom(
+                        r#"empty table: expected { env = "VAR" } or { file = "PATH" }"#,
+                    ));
+                };
+                let source = match key.as_str() {
+                    "env" => SecretSource::Env(map.next_value()?),
+                    "file" => SecretSource::File(map.next_value()?),
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "unknown field `{other}`, expected `env` or `file`"
+                        )));
+                    }
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "unexpected field `{extra}`: give exactly one of `env` or `file`"
+                    )));
+                }
+                Ok(source)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A configuration problem, naming the key and what was expected there.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            vec![ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }]
+        })?;
+        let config = Config::parse(&text).map_err(|message| {
+            vec![ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            }]
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems
+                .into_iter()
+                .map(|(key, message)| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key,
+                    message,
+                })
+                .collect())
+        }
+    }
+
+    /// Parses TOML text. The error names the offending key path and the position.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if key == "." || key.is_empty() {
+                inner
+            } else {
+                format!("key `{key}`: {}", inner.trim_end())
+            }
+        })
+    }
+
+    /// Everything wrong with a parsed configuration, as (key, what is expected) pairs.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut secret = |key: String, s: &SecretSource| {
+            if let Err(e) = s.resolve() {
+                out.push((key, e));
+            }
+        };
+        if let Some(ts) = &self.auth.token_secret {
+            secret("auth.token_secret".into(), ts);
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            secret(format!("users[{i}].password"), &u.password);
+            for (j, a) in u.accounts.iter().enumerate() {
+                let key = format!("users[{i}].accounts[{j}]");
+                match a {
+                    AccountConfig::Imap(a) => {
+                        secret(format!("{key}.password"), &a.password);
+                        if let Some(smtp) = &a.smtp
+                            && let Some(p) = &smtp.password
+                        {
+                            secret(format!("{key}.smtp.password"), p);
+                        }
+                    }
+                    AccountConfig::Eas(a) => secret(format!("{key}.password"), &a.password),
+                }
+            }
+        }
+
+        let mut check = |key: String, ok: bool, message: &str| {
+            if !ok {
+                out.push((key, message.to_owned()));
+            }
+        };
+        if let Some(url) = &self.server.public_url {
+            check(
+                "server.public_url".into(),
+                is_http_url(url),
+                "expected an absolute http:// or https:// URL",
+            );
+        }
+        check(
+            "store.path".into(),
+            !self.store.path.as_os_str().is_empty(),
+            "expected a folder path",
+        );
+        check(
+            "store.group_commit_window_ms".into(),
+            self.store.group_commit_window_ms <= 1000,
+            "expected at most 1000 (milliseconds)",
+        );
+        check(
+            "store.changelog_max_entries".into(),
+            self.store.changelog_max_entries >= 1,
+            "expected at least 1",
+        );
+        check(
+            "auth.token_lifetime_secs".into(),
+            (60..=31 * 24 * 3600).contains(&self.auth.token_lifetime_secs),
+            "expected between 60 and 2678400 seconds",
+        );
+        for (i, origin) in self.auth.cors_origins.iter().enumerate() {
+            check(
+                format!("auth.cors_origins[{i}]"),
+                is_http_url(origin) && !origin.ends_with('/'),
+                "expected an origin such as https://mail.example.com (no path, no trailing /)",
+            );
+        }
+        let mut user_names = HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            check(
+                format!("users[{i}].name"),
+                !u.name.is_empty() && !u.name.contains(':'),
+                "expected a non-empty login name without ':'",
+            );
+            check(
+                format!("users[{i}].name"),
+                user_names.insert(u.name.as_str()),
+                "expected a user name not used by an earlier user",
+            );
+            for (j, a) in u.accounts.iter().enumerate() {
+                let key = format!("users[{i}].accounts[{j}]");
+                match a {
+                    AccountConfig::Imap(a) => {
+                        check(
+                            format!("{key}.host"),
+                            is_host(&a.host),
+                            "expected a host name or IP address",
+                        );
+                        check(
+                            format!("{key}.port"),
+                            a.port != Some(0),
+                            "expected a port between 1 and 65535",
+                        );
+                        check(
+                            format!("{key}.username"),
+                            !a.username.is_empty(),
+                            "expected the upstream login name",
+                        );
+                        if let Some(smtp) = &a.smtp {
+                            check(
+                                format!("{key}.smtp.host"),
+                                is_host(&smtp.host),
+                                "expected a host name or IP address",
+                            );
+                        }
+                    }
+                    AccountConfig::Eas(a) => {
+                        check(
+                            format!("{key}.url"),
+                            is_http_url(&a.url),
+                            "expected the ActiveSync endpoint as an http:// or https:// URL",
+                        );
+                        check(
+                            format!("{key}.username"),
+                            !a.username.is_empty(),
+                            "expected the upstream login name",
+                        );
+                        if let Some(id) = &a.device_id {
+                            check(
+                                format!("{key}.device_id"),
+                                !id.is_empty()
+                                    && id.len() <= 32
+                                    && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+                                "expected 1 to 32 letters and digits",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, p) in self.passthrough.iter().enumerate() {
+            let key = format!("passthrough[{i}]");
+            let name = match p {
+                PassthroughConfig::Imap(p) => {
+                    check(
+                        format!("{key}.host"),
+                        is_host(&p.host),
+                        "expected a host name or IP address",
+                    );
+                    &p.name
+                }
+                PassthroughConfig::Eas(p) => {
+                    check(
+                        format!("{key}.url"),
+                        is_http_url(&p.url),
+                        "expected the ActiveSync endpoint as an http:// or https:// URL",
+                    );
+                    &p.name
+                }
+            };
+            check(
+                format!("{key}.name"),
+                !name.is_empty() && names.insert(name.as_str()),
+                "expected a non-empty name, unique among passthrough servers",
+            );
+        }
+        out
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+}
+
+fn is_host(s: &str) -> bool {
+    !s.is_empty() && !s.contains(char::is_whitespace) && !s.contains('/') && !s.contains("://")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<(String, String)> {
+        Config::parse(text).unwrap().problems()
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.store.path, PathBuf::from("./data"));
+        assert_eq!(c.store.durability, Durability::Group);
+        assert!(c.problems().is_empty());
+    }
+
+    #[test]
+    fn typo_in_a_key_names_the_key_and_the_expected_ones() {
+        let e = Config::parse("[server]\nlisen = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(e.contains("lisen"), "{e}");
+        assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn typo_inside_an_account_names_its_path() {
+        let e = Config::parse(
+            r#"
+            [[users]]
+            name = "alice"
+            password = "x"
+            [[users.accounts]]
+            kind = "imap"
+            hots = "imap.example.com"
+            username = "alice"
+            password = "y"
+            "#,
+        )
+        .unwrap_err();
+        assert!(e.contains("users[0].accounts[0]"), "{e}");
+        assert!(e.contains("hots"), "{e}");
+    }
+
+    #[test]
+    fn missing_password_names_the_key() {
+        let e = Config::parse(
+            r#"
+            [[users]]
+            name = "alice"
+            password = "x"
+            [[users.accounts]]
+            kind = "eas"
+            url = "https://eas.example.com/Microsoft-Server-ActiveSync"
+            username = "alice"
+            "#,
+        )
+        .unwrap_err();
+        assert!(e.contains("users[0].accounts[0]"), "{e}");
+        assert!(e.contains("missing field `password`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_account_kind_is_rejected() {
+        let e = Config::parse(
+            "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users.accounts]]\nkind = \"pop3\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("pop3"), "{e}");
+        assert!(e.contains("users[0].accounts[0]"), "{e}");
+    }
+
+    #[test]
+    fn bad_tls_mode_says_what_is_expected() {
+        let e = Config::parse(
+            r#"
+            [[users]]
+            name = "a"
+            password = "x"
+            [[users.accounts]]
+            kind = "imap"
+            host = "h"
+            tls = "ssl"
+            username = "u"
+            password = "p"
+            "#,
+        )
+        .unwrap_err();
+        assert!(e.contains("ssl") && e.contains("starttls"), "{e}");
+    }
+
+    #[test]
+    fn secrets_from_env_and_file_are_resolved_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let text = format!(
+            r#"
+            [[users]]
+            name = "alice"
+            password = {{ file = "{}" }}
+            [[users.accounts]]
+            kind = "imap"
+            host = "imap.example.com"
+            username = "alice"
+            password = {{ env = "JMAP_GATEWAY_TEST_SURELY_UNSET_VAR" }}
+            "#,
+            file.display()
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.users[0].password.resolve().unwrap().expose(), "from-file");
+        let p = c.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "users[0].accounts[0].password");
+        assert!(p[0].1.contains("JMAP_GATEWAY_TEST_SURELY_UNSET_VAR"));
+    }
+
+    #[test]
+    fn secret_table_with_two_sources_is_rejected() {
+        let e =
+            Config::parse("[[users]]\nname = \"a\"\npassword = { env = \"A\", file = \"/x\" }\n")
+                .unwrap_err();
+        assert!(e.contains("users[0].password"), "{e}");
+    }
+
+    #[test]
+    fn semantic_problems_name_their_keys() {
+        let p = problems(
+            r#"
+            [server]
+            public_url = "mail.example.com"
+            [[users]]
+            name = "a"
+            password = "x"
+            [[users.accounts]]
+            kind = "eas"
+            url = "eas.example.com"
+            username = ""
+            password = "p"
+            device_id = "not valid!"
+            [[users]]
+            name = "a"
+            password = "y"
+            "#,
+        );
+        let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.public_url",
+                "users[0].accounts[0].url",
+                "users[0].accounts[0].username",
+                "users[0].accounts[0].device_id",
+                "users[1].name",
+            ]
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_an_inline_password() {
+        let c = Config::parse("[[users]]\nname = \"a\"\npassword = \"hunter2\"\n").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jmap-gateway.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.problems(), Vec::<(String, String)>::new());
+        assert!(!c.users.is_empty());
+        assert!(!c.passthrough.is_empty());
+    }
+}
