@@ -10,9 +10,9 @@
 #   DOVECOT_USERS       space-separated user:password pairs        ["alice:alice-pw bob:bob-pw"]
 #
 # Capabilities offered: CONDSTORE, QRESYNC, IDLE, NOTIFY (needs the mailbox list index),
-# MOVE, UIDPLUS, SPECIAL-USE with Drafts, Sent, Trash, Junk and Archive. TLS uses a
-# self-signed certificate for "localhost"/127.0.0.1 written to $DOVECOT_DIR/tls/cert.pem,
-# which a client can trust as its CA.
+# MOVE, UIDPLUS, SPECIAL-USE with Drafts, Sent, Trash, Junk and Archive. TLS (STARTTLS on the
+# imap port, implicit on imaps) uses a certificate for "localhost"/127.0.0.1 issued by a
+# private test CA: trust $DOVECOT_DIR/tls/ca.pem to verify it.
 set -euo pipefail
 TS_COMPONENT=dovecot
 # shellcheck source=lib.sh
@@ -31,12 +31,21 @@ write_config() {
     chown mail:mail "$DIR/home"
     chmod 0755 "$DIR" "$DIR/run" "$DIR/state"
 
-    if [ ! -s "$DIR/tls/cert.pem" ]; then
-        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
-            -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-            -keyout "$DIR/tls/key.pem" -out "$DIR/tls/cert.pem" >/dev/null 2>&1 \
-            || die "openssl could not create the test certificate"
-        chmod 0600 "$DIR/tls/key.pem"
+    if [ ! -s "$DIR/tls/cert.pem" ] || [ ! -s "$DIR/tls/ca.pem" ]; then
+        # A private CA and a server certificate it signs: verifying clients (rustls) refuse a
+        # CA certificate presented as the server's own, so one self-signed cert is not enough.
+        (
+            cd "$DIR/tls"
+            openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=jmap-gateway test CA" \
+                -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+                -keyout ca.key -out ca.pem
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout key.pem -out server.csr
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+                -extfile server.ext -out cert.pem
+            rm -f server.csr server.ext ca.srl
+            chmod 0600 ca.key key.pem
+        ) >/dev/null 2>&1 || die "openssl could not create the test certificates"
     fi
 
     : >"$DIR/users"

@@ -27,12 +27,18 @@ ensure_packages() {
     fi
 }
 
+# True when PID is a live process. A zombie counts as gone: init here reaps slowly.
+pid_running() {
+    local pid=$1 state
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+    [ "$state" != Z ]
+}
+
 # True when the PID recorded in FILE is a live process.
 pid_alive() {
-    local file=$1 pid
-    [ -s "$file" ] || return 1
-    pid=$(cat "$file")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    local file=$1
+    [ -s "$file" ] && pid_running "$(cat "$file")"
 }
 
 # Waits up to SECONDS for a TCP port on 127.0.0.1 to accept connections.
@@ -52,7 +58,7 @@ stop_pidfile() {
     pid=$(cat "$file")
     kill "$pid" 2>/dev/null || true
     for ((i = 0; i < seconds * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$file"; return 0; }
+        pid_running "$pid" || { rm -f "$file"; return 0; }
         sleep 0.1
     done
     log "pid $pid did not stop on TERM; sending KILL"

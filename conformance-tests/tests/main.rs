@@ -1,0 +1,5 @@
+//! One test binary for every end-to-end test (link time matters on a 2-core CI machine).
+#![allow(clippy::unwrap_used)]
+
+mod dovecot;
+mod sogo;
