@@ -1,12 +1,17 @@
 //! The backend-neutral contract between the gateway and its upstream mail servers.
 //!
-//! Both the IMAP and the EAS adapter implement what this crate describes, and this crate
-//! knows neither protocol. It grows with the adapter issues; for now it holds the pieces
-//! every adapter and the configuration share.
+//! Both the IMAP and the EAS adapter implement [`Upstream`], and this crate knows neither
+//! protocol. It also holds what every adapter and the configuration share: [`Secret`] for
+//! credentials and the verified TLS client settings in [`tls`].
 
+mod contract;
 mod model;
 mod secret;
 pub mod tls;
 
+pub use contract::{
+    BoxFuture, Envelope, MessageChange, RemoteMailbox, RemoteMessage, SyncBatch, SyncSink,
+    Upstream, UpstreamError, WriteOp, WriteOutcome,
+};
 pub use model::MailboxRole;
 pub use secret::Secret;
