@@ -1,0 +1,505 @@
+//! Opening the store (schema check, migrations), configuration, durability, and point reads.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options,
+    ReadOptions,
+};
+
+use crate::blobs::BlobState;
+use crate::error::{Error, Result};
+use crate::keys::{self, Reader, cf, meta};
+use crate::notify::{AccountStates, Notifier};
+use crate::types::{AccountId, DataType, EmailFacts, MailboxCounts, ModSeq, ObjectId, State};
+
+/// The on-disk schema this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A migration step from `from` to `from + 1`, run inside `Store::open`.
+type Migration = fn(&DB) -> Result<()>;
+
+/// Registered migrations, by source version. Schema 1 is the first: none yet. A future schema 2
+/// adds `(1, migrate_1_to_2)` here; a missing step makes `open` fail with `SchemaMismatch`.
+const MIGRATIONS: &[(u32, Migration)] = &[];
+
+/// How a commit is made durable before it is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the WAL inside every commit (RocksDB `WriteOptions::set_sync`). Every acknowledged
+    /// commit survives power loss; a commit is visible to readers only once durable. One fsync
+    /// per commit, and commits queue behind each other's fsync.
+    SyncEachCommit,
+    /// Write without fsync, then wait for a shared WAL fsync (leader/follower group commit).
+    /// The first waiter becomes leader, waits up to `window` for more commits to join, fsyncs
+    /// once and acknowledges everyone written before the fsync. Every acknowledged commit
+    /// survives power loss; concurrent commits share one fsync. Trade-off: a commit becomes
+    /// visible to readers up to `window` + one fsync before it is acknowledged, so after a power
+    /// loss (not a process crash) a state a reader saw may be gone.
+    GroupCommit { window: Duration },
+    /// Never fsync: the WAL is written to the OS page cache only. Survives a process crash
+    /// (SIGKILL), not power loss. For tests and rebuildable caches.
+    Buffered,
+}
+
+impl Default for Durability {
+    /// Group commit with no extra window: every acknowledgement is durable, and concurrent
+    /// committers (adapters syncing several accounts, clients writing) share fsyncs.
+    fn default() -> Self {
+        Durability::GroupCommit {
+            window: Duration::ZERO,
+        }
+    }
+}
+
+/// Store configuration.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub durability: Durability,
+    /// Log entries kept per (account, type); older ones are trimmed at commit time.
+    pub max_log_entries: u64,
+    /// Log entries older than this are trimmed by [`Store::trim`]; `None` keeps them (count
+    /// bound only). Default 30 days, RFC 8620 5.2's recommendation.
+    pub max_log_age: Option<Duration>,
+    /// Upper bound on ids in one /changes answer (client maxChanges is clamped to it, and it
+    /// is used when the client gives none).
+    pub max_changes_cap: usize,
+    /// Blob cache bound in bytes.
+    pub blob_cache_bytes: u64,
+    /// RocksDB block cache in bytes.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            durability: Durability::default(),
+            max_log_entries: 1_000_000,
+            max_log_age: Some(Duration::from_secs(30 * 24 * 3600)),
+            max_changes_cap: 10_000,
+            blob_cache_bytes: 1 << 30,
+            block_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Group-commit bookkeeping: how far commits were written, and how far the WAL is fsynced.
+#[derive(Debug, Default)]
+struct SyncState {
+    written: u64,
+    synced: u64,
+    leader: bool,
+}
+
+/// The gateway's state store. Cheap reads from any thread; commits serialize on one writer lock.
+pub struct Store {
+    pub(crate) db: DB,
+    pub(crate) config: StoreConfig,
+    pub(crate) generation: u32,
+    pub(crate) writer: Mutex<()>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    pub(crate) notifier: Notifier,
+    pub(crate) blobs: Mutex<BlobState>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .field("generation", &self.generation)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock never leaves half-applied state on disk (batches are
+    // atomic), so a poisoned lock is safe to keep using.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, checking the schema version and migrating.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        let path = path.as_ref();
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_max_background_jobs(2);
+        opts.set_bytes_per_sync(1 << 20);
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&table);
+
+        // Open every family on disk (RocksDB requires it), plus ours.
+        let mut names: Vec<String> = cf::ALL.iter().map(|s| s.to_string()).collect();
+        if let Ok(existing) = DB::list_cf(&opts, path) {
+            for n in existing {
+                if !names.contains(&n) && n != "default" {
+                    names.push(n);
+                }
+            }
+        }
+        let descriptors = names.into_iter().map(|n| {
+            let mut o = opts.clone();
+            if n == cf::BLOBS {
+                // Large values go to blob files, keeping the LSM small.
+                o.set_enable_blob_files(true);
+                o.set_min_blob_size(4096);
+                o.set_enable_blob_gc(true);
+            }
+            ColumnFamilyDescriptor::new(n, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, descriptors)?;
+        let generation = check_schema(&db)?;
+        let blobs = BlobState::load(&db)?;
+        Ok(Store {
+            db,
+            config,
+            generation,
+            writer: Mutex::new(()),
+            sync: Mutex::new(SyncState::default()),
+            synced: Condvar::new(),
+            notifier: Notifier::default(),
+            blobs: Mutex::new(blobs),
+        })
+    }
+
+    /// This store's generation tag (part of every state string).
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub(crate) fn cf(&self, name: &'static str) -> Result<&ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or(Error::Corrupt("missing column family"))
+    }
+
+    /// Reads options pinned to a snapshot, for multi-key reads that must agree.
+    pub(crate) fn snapshot_opts(snap: &rocksdb::Snapshot<'_>) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(snap);
+        ro
+    }
+
+    pub(crate) fn get_raw(
+        &self,
+        ro: &ReadOptions,
+        cf_name: &'static str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf_opt(self.cf(cf_name)?, key, ro)?)
+    }
+
+    /// The (current modseq, lowest answerable sinceState) of one (account, type).
+    pub(crate) fn modseq_record(
+        &self,
+        ro: &ReadOptions,
+        a: AccountId,
+        t: DataType,
+    ) -> Result<(ModSeq, ModSeq)> {
+        match self.get_raw(ro, cf::MODSEQ, &keys::modseq_key(a, t))? {
+            None => Ok((0, 0)),
+            Some(v) => {
+                let mut r = Reader::new(&v);
+                Ok((r.u64()?, r.u64()?))
+            }
+        }
+    }
+
+    pub(crate) fn make_state(&self, t: DataType, modseq: ModSeq) -> State {
+        State {
+            generation: self.generation,
+            data_type: t,
+            modseq,
+        }
+    }
+
+    /// The current state string of one (account, type): one point read.
+    pub fn state(&self, a: AccountId, t: DataType) -> Result<State> {
+        let (m, _) = self.modseq_record(&ReadOptions::default(), a, t)?;
+        Ok(self.make_state(t, m))
+    }
+
+    /// The current states of every type of an account, read from one snapshot.
+    pub fn states(&self, a: AccountId) -> Result<AccountStates> {
+        let snap = self.db.snapshot();
+        let ro = Self::snapshot_opts(&snap);
+        let mut out = BTreeMap::new();
+        for t in DataType::ALL {
+            let (m, _) = self.modseq_record(&ro, a, t)?;
+            out.insert(t, self.make_state(t, m));
+        }
+        Ok(AccountStates(out))
+    }
+
+    /// One object's bytes.
+    pub fn get(&self, a: AccountId, t: DataType, id: &ObjectId) -> Result<Option<Vec<u8>>> {
+        self.get_raw(
+            &ReadOptions::default(),
+            cf::OBJECTS,
+            &keys::object_key(a, t, id.as_bytes()),
+        )
+    }
+
+    /// Several objects and the state they were read at, from one snapshot (for /get).
+    pub fn get_many(
+        &self,
+        a: AccountId,
+        t: DataType,
+        ids: &[ObjectId],
+    ) -> Result<(State, Vec<Option<Vec<u8>>>)> {
+        let snap = self.db.snapshot();
+        let ro = Self::snapshot_opts(&snap);
+        let (m, _) = self.modseq_record(&ro, a, t)?;
+        let cfh = self.cf(cf::OBJECTS)?;
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| keys::object_key(a, t, id.as_bytes()))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for r in self.db.multi_get_cf_opt(keys.iter().map(|k| (cfh, k)), &ro) {
+            out.push(r?);
+        }
+        Ok((self.make_state(t, m), out))
+    }
+
+    /// Every id of one type in an account (for /get with ids null), with the state.
+    pub fn ids(&self, a: AccountId, t: DataType) -> Result<(State, Vec<ObjectId>)> {
+        let snap = self.db.snapshot();
+        let ro = Self::snapshot_opts(&snap);
+        let (m, _) = self.modseq_record(&ro, a, t)?;
+        let prefix = keys::Key::account(a).u8(t.code()).into_vec();
+        let mut out = Vec::new();
+        let mut it = self.prefix_iter(&snap, cf::OBJECTS, &prefix)?;
+        it.seek_to_first();
+        while let Some(k) = it.key() {
+            out.push(ObjectId::from_disk(&k[prefix.len()..])?);
+            it.next();
+        }
+        it.status()?;
+        Ok((self.make_state(t, m), out))
+    }
+
+    /// An email's index facts as last committed.
+    pub fn email_facts(&self, a: AccountId, id: &ObjectId) -> Result<Option<EmailFacts>> {
+        self.get_raw(
+            &ReadOptions::default(),
+            cf::EMAIL_FACTS,
+            &keys::facts_key(a, id.as_bytes()),
+        )?
+        .map(|v| keys::decode_facts(&v))
+        .transpose()
+    }
+
+    /// A sync cursor as last committed.
+    pub fn cursor(&self, a: AccountId, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get_raw(
+            &ReadOptions::default(),
+            cf::SYNC_CURSORS,
+            &keys::cursor_key(a, name),
+        )
+    }
+
+    /// Counts of a mailbox (all zero for an unknown one).
+    pub fn mailbox_counts(&self, a: AccountId, mailbox: &ObjectId) -> Result<MailboxCounts> {
+        self.counts_raw(&ReadOptions::default(), a, mailbox.as_bytes())
+    }
+
+    /// Counts over the whole account (every indexed email, every thread).
+    pub fn account_counts(&self, a: AccountId) -> Result<MailboxCounts> {
+        self.counts_raw(&ReadOptions::default(), a, b"")
+    }
+
+    pub(crate) fn counts_raw(
+        &self,
+        ro: &ReadOptions,
+        a: AccountId,
+        mailbox: &[u8],
+    ) -> Result<MailboxCounts> {
+        match self.get_raw(ro, cf::COUNTERS, &keys::mailbox_counts_key(a, mailbox))? {
+            None => Ok(MailboxCounts::default()),
+            Some(v) => decode_counts(&v),
+        }
+    }
+
+    /// Emails of a thread, oldest first (Thread/get's emailIds).
+    pub fn thread_email_ids(&self, a: AccountId, thread: &ObjectId) -> Result<Vec<ObjectId>> {
+        let snap = self.db.snapshot();
+        let prefix = keys::Key::account(a).lp(thread.as_bytes()).into_vec();
+        let mut it = self.prefix_iter(&snap, cf::IDX_THREAD, &prefix)?;
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            let suffix = k
+                .get(prefix.len() + 8..)
+                .ok_or(Error::Corrupt("short thread index key"))?;
+            out.push(ObjectId::from_disk(suffix)?);
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// A raw iterator over keys starting with `prefix`, at a snapshot.
+    pub(crate) fn prefix_iter<'a>(
+        &'a self,
+        snap: &rocksdb::Snapshot<'a>,
+        cf_name: &'static str,
+        prefix: &[u8],
+    ) -> Result<rocksdb::DBRawIterator<'a>> {
+        let mut ro = Self::snapshot_opts(snap);
+        ro.set_iterate_lower_bound(prefix.to_vec());
+        if let Some(end) = keys::prefix_end(prefix) {
+            ro.set_iterate_upper_bound(end);
+        }
+        Ok(self.db.raw_iterator_cf_opt(self.cf(cf_name)?, ro))
+    }
+
+    /// Subscribes to an account's states; the receiver sees every commit's new states
+    /// (coalesced: a slow receiver sees the latest, never a stale one).
+    pub fn subscribe(&self, a: AccountId) -> Result<tokio::sync::watch::Receiver<AccountStates>> {
+        self.notifier.subscribe(a, || self.states(a))
+    }
+
+    /// Makes written-but-unsynced commits durable according to the configured durability.
+    /// Called by `commit` after releasing the writer lock.
+    pub(crate) fn wait_durable(&self, ticket: u64) -> Result<()> {
+        let window = match self.config.durability {
+            Durability::GroupCommit { window } => window,
+            Durability::SyncEachCommit | Durability::Buffered => return Ok(()),
+        };
+        let mut s = lock(&self.sync);
+        loop {
+            if s.synced >= ticket {
+                return Ok(());
+            }
+            if s.leader {
+                s = self.synced.wait(s).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            s.leader = true;
+            drop(s);
+            if !window.is_zero() {
+                std::thread::sleep(window);
+            }
+            let target = lock(&self.sync).written;
+            let r = self.db.flush_wal(true);
+            s = lock(&self.sync);
+            s.leader = false;
+            if r.is_ok() {
+                s.synced = s.synced.max(target);
+            }
+            self.synced.notify_all();
+            r?;
+        }
+    }
+
+    /// Records that a commit was written (under the writer lock); returns its sync ticket.
+    pub(crate) fn note_written(&self) -> u64 {
+        let mut s = lock(&self.sync);
+        s.written += 1;
+        s.written
+    }
+}
+
+fn check_schema(db: &DB) -> Result<u32> {
+    let metacf = db
+        .cf_handle(cf::META)
+        .ok_or(Error::Corrupt("missing meta column family"))?;
+    let version = db.get_cf(metacf, meta::SCHEMA_VERSION)?;
+    let generation = db.get_cf(metacf, meta::GENERATION)?;
+    match (version, generation) {
+        (None, None) => {
+            // A new store: stamp it.
+            let generation = random_u32();
+            let mut wb = rocksdb::WriteBatch::default();
+            wb.put_cf(metacf, meta::SCHEMA_VERSION, SCHEMA_VERSION.to_be_bytes());
+            wb.put_cf(metacf, meta::GENERATION, generation.to_be_bytes());
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(true);
+            db.write_opt(wb, &wo)?;
+            Ok(generation)
+        }
+        (Some(v), Some(g)) => {
+            let mut found = Reader::new(&v).u32()?;
+            let generation = Reader::new(&g).u32()?;
+            if found > SCHEMA_VERSION {
+                return Err(Error::SchemaMismatch {
+                    found,
+                    expected: SCHEMA_VERSION,
+                    hint: "the store was written by a newer gateway; upgrade, or move it aside \
+                           and let the gateway rebuild it from upstream",
+                });
+            }
+            while found < SCHEMA_VERSION {
+                let step = MIGRATIONS
+                    .iter()
+                    .find(|(from, _)| *from == found)
+                    .map(|(_, f)| *f)
+                    .ok_or(Error::SchemaMismatch {
+                        found,
+                        expected: SCHEMA_VERSION,
+                        hint: "no migration from this version; move the store aside and let \
+                               the gateway rebuild it from upstream",
+                    })?;
+                step(db)?;
+                found += 1;
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                db.put_cf_opt(metacf, meta::SCHEMA_VERSION, found.to_be_bytes(), &wo)?;
+            }
+            Ok(generation)
+        }
+        _ => Err(Error::Corrupt("schema version or generation missing")),
+    }
+}
+
+fn random_u32() -> u32 {
+    // std's RandomState is seeded from the OS; good enough for a store tag.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+pub(crate) fn encode_counts(c: &MailboxCounts) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    for n in [
+        c.total_emails,
+        c.unread_emails,
+        c.total_threads,
+        c.unread_threads,
+    ] {
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v
+}
+
+pub(crate) fn decode_counts(v: &[u8]) -> Result<MailboxCounts> {
+    let mut r = Reader::new(v);
+    Ok(MailboxCounts {
+        total_emails: r.u32()?,
+        unread_emails: r.u32()?,
+        total_threads: r.u32()?,
+        unread_threads: r.u32()?,
+    })
+}

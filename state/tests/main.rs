@@ -1,0 +1,7 @@
+//! The `state` crate's one integration-test binary.
+
+mod common;
+mod crash;
+mod misc;
+mod model;
+mod queries;

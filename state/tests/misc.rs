@@ -1,0 +1,238 @@
+//! Schema check, blob cache, trimming, notifier and the async boundary.
+
+use std::time::{Duration, SystemTime};
+
+use state::{AccountId, AsyncStore, Commit, DataType, Error, StoreConfig};
+
+use crate::common::{TestResult, id, open};
+
+#[test]
+fn schema_version_mismatch_is_a_clear_error() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    drop(open(dir.path(), StoreConfig::default()));
+    {
+        // Pretend a newer gateway wrote the store.
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(false);
+        let cfs = rocksdb::DB::list_cf(&opts, dir.path())?;
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), cfs)?;
+        let meta = db.cf_handle(state::keys::cf::META).ok_or("no meta cf")?;
+        db.put_cf(meta, state::keys::meta::SCHEMA_VERSION, 99u32.to_be_bytes())?;
+    }
+    match state::Store::open(dir.path(), StoreConfig::default()) {
+        Err(Error::SchemaMismatch {
+            found: 99,
+            expected,
+            ..
+        }) => {
+            assert_eq!(expected, state::SCHEMA_VERSION)
+        }
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn states_and_generation_survive_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = AccountId(1);
+    let (generation, s) = {
+        let store = open(dir.path(), StoreConfig::default());
+        let mut c = Commit::new(a);
+        c.put(DataType::Identity, id("i1"), b"x".to_vec());
+        store.commit(c)?;
+        (store.generation(), store.state(a, DataType::Identity)?)
+    };
+    let store = open(dir.path(), StoreConfig::default());
+    assert_eq!(store.generation(), generation);
+    assert_eq!(store.state(a, DataType::Identity)?, s);
+    // A rebuilt store at the same path gets a new generation: old states are refused.
+    drop(store);
+    let dir2 = tempfile::tempdir()?;
+    let other = open(dir2.path(), StoreConfig::default());
+    assert!(matches!(
+        other.changes(a, DataType::Identity, &s.to_string(), None),
+        Err(Error::CannotCalculateChanges)
+    ));
+    Ok(())
+}
+
+#[test]
+fn blob_cache_evicts_least_recently_used_and_survives_restart() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = AccountId(1);
+    let config = StoreConfig {
+        blob_cache_bytes: 3000,
+        ..StoreConfig::default()
+    };
+    {
+        let store = open(dir.path(), config.clone());
+        assert!(store.blob_put(a, b"b1", &[1; 1000])?);
+        assert!(store.blob_put(a, b"b2", &[2; 1000])?);
+        assert!(store.blob_put(a, b"b3", &[3; 1000])?);
+        assert!(!store.blob_put(a, b"huge", &[0; 5000])?);
+        // Use b1, so b2 is now the least recently used.
+        assert_eq!(store.blob_get(a, b"b1")?, Some(vec![1; 1000]));
+        assert_eq!(store.blob_cache_size(), 3000);
+    }
+    let store = open(dir.path(), config);
+    assert_eq!(store.blob_cache_size(), 3000);
+    assert!(store.blob_put(a, b"b4", &[4; 1000])?);
+    assert_eq!(store.blob_get(a, b"b2")?, None);
+    assert_eq!(store.blob_get(a, b"b1")?, Some(vec![1; 1000]));
+    assert_eq!(store.blob_get(a, b"b3")?, Some(vec![3; 1000]));
+    assert_eq!(store.blob_get(a, b"b4")?, Some(vec![4; 1000]));
+    // Replacing a blob replaces its size.
+    assert!(store.blob_put(a, b"b4", &[5; 10])?);
+    assert_eq!(store.blob_cache_size(), 2010);
+    assert_eq!(store.blob_get(AccountId(2), b"b1")?, None);
+    Ok(())
+}
+
+#[test]
+fn trim_by_age_refuses_old_states_and_keeps_recent_ones() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = AccountId(1);
+    let store = open(
+        dir.path(),
+        StoreConfig {
+            max_log_age: Some(Duration::from_secs(3600)),
+            ..StoreConfig::default()
+        },
+    );
+    let s0 = store.state(a, DataType::Email)?.to_string();
+    let mut c = Commit::new(a);
+    c.put_email(
+        id("e1"),
+        b"x".to_vec(),
+        state::EmailFacts {
+            mailbox_ids: vec![id("m1")],
+            ..Default::default()
+        },
+    );
+    store.commit(c)?;
+    let s1 = store.state(a, DataType::Email)?.to_string();
+    // Nothing is an hour old yet.
+    store.trim(SystemTime::now())?;
+    assert!(store.changes(a, DataType::Email, &s0, None).is_ok());
+    // Two hours later, the entry is too old.
+    let report = store.trim(SystemTime::now() + Duration::from_secs(7200))?;
+    assert!(report.logs_trimmed >= 1);
+    assert!(matches!(
+        store.changes(a, DataType::Email, &s0, None),
+        Err(Error::CannotCalculateChanges)
+    ));
+    let req = state::QueryChangesRequest {
+        mailbox: Some(id("m1")),
+        ascending: false,
+        collapse_threads: false,
+        since_query_state: s0,
+        max_changes: None,
+        up_to_id: None,
+    };
+    assert!(matches!(
+        store.query_changes(a, &req),
+        Err(Error::CannotCalculateChanges)
+    ));
+    let ch = store.changes(a, DataType::Email, &s1, None)?;
+    assert!(ch.created.is_empty() && !ch.has_more_changes);
+    Ok(())
+}
+
+#[test]
+fn large_window_pages_instead_of_refusing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = AccountId(1);
+    let store = open(
+        dir.path(),
+        StoreConfig {
+            max_changes_cap: 100,
+            durability: state::Durability::Buffered,
+            ..StoreConfig::default()
+        },
+    );
+    let s0 = store.state(a, DataType::Identity)?.to_string();
+    let mut c = Commit::new(a);
+    for i in 0..1000 {
+        c.put(DataType::Identity, id(&format!("i{i}")), b"x".to_vec());
+    }
+    store.commit(c)?;
+    let mut since = s0;
+    let mut n = 0;
+    loop {
+        let ch = store.changes(a, DataType::Identity, &since, Some(5000))?;
+        assert!(ch.created.len() <= 100);
+        n += ch.created.len();
+        since = ch.new_state.to_string();
+        if !ch.has_more_changes {
+            break;
+        }
+    }
+    assert_eq!(n, 1000);
+    Ok(())
+}
+
+#[test]
+fn async_store_commits_off_the_executor_and_notifies() -> TestResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let store = AsyncStore::new(std::sync::Arc::new(open(
+            dir.path(),
+            StoreConfig::default(),
+        )));
+        let a = AccountId(3);
+        let mut rx = store.subscribe(a).await?;
+        assert_eq!(
+            rx.borrow().get(DataType::Identity).map(|s| s.modseq()),
+            Some(0)
+        );
+        let mut c = Commit::new(a);
+        c.put(DataType::Identity, id("i1"), b"x".to_vec());
+        let done = store.commit(c).await?;
+        tokio::time::timeout(Duration::from_secs(5), rx.changed()).await??;
+        let seen = rx.borrow_and_update().get(DataType::Identity);
+        assert_eq!(seen, done.state(DataType::Identity));
+        let ch = store
+            .changes(a, DataType::Identity, "garbage".into(), None)
+            .await;
+        assert!(matches!(ch, Err(Error::CannotCalculateChanges)));
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn concurrent_group_commits_are_all_acknowledged_and_ordered() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = std::sync::Arc::new(open(
+        dir.path(),
+        StoreConfig {
+            durability: state::Durability::GroupCommit {
+                window: Duration::from_millis(2),
+            },
+            ..StoreConfig::default()
+        },
+    ));
+    let a = AccountId(1);
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || -> Result<(), Error> {
+                for i in 0..25 {
+                    let mut c = Commit::new(a);
+                    c.put(DataType::Identity, id(&format!("t{t}i{i}")), b"x".to_vec());
+                    store.commit(c)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "thread panicked")??;
+    }
+    assert_eq!(store.state(a, DataType::Identity)?.modseq(), 100);
+    Ok(())
+}
