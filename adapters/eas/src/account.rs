@@ -1,0 +1,1129 @@
+//! [`EasAccount`]: one ActiveSync account behind the [`Upstream`] contract.
+//!
+//! Sync keys: the gateway stores the key of each committed batch as the mailbox cursor. Writes
+//! (Sync Change/Delete) move a folder's key forward without fetching changes; the account
+//! remembers that newer key and uses it when the gateway next passes the cursor it was last
+//! given, so the write does not void the gateway's cursor.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use upstream::{
+    BoxFuture, MailboxRole, MessageChange, RemoteMailbox, SyncBatch, SyncSink, Upstream,
+    UpstreamError, WriteOp, WriteOutcome,
+};
+use wbxml::Element;
+use wbxml::tag::email as em;
+
+use crate::command::{
+    BodyPreference, ClientCommand, ClientResponse, Fetch, FetchResponse, Folder, FolderChange,
+    FolderCreate, FolderCreateResponse, FolderDelete, FolderSync, FolderSyncResponse, FolderType,
+    FolderUpdate, FolderUpdateResponse, GetItemEstimate, GetItemEstimateResponse, MoveItem,
+    MoveItems, MoveItemsResponse, ParseError, Ping, PingFolder, PingResponse, SendMail,
+    SendMailResponse, ServerCommand, Sync, SyncCollection, SyncCollectionResponse, SyncOptions,
+    SyncResponse,
+};
+use crate::email;
+use crate::transport::{COMMAND_TIMEOUT, EasClient, EasEndpoint, EasError};
+
+/// Tuning of one account.
+#[derive(Debug, Clone)]
+pub struct EasSettings {
+    /// Items per Sync response (the batch size reported to the gateway).
+    pub window_size: u32,
+    /// Ping heartbeat bounds in seconds to start from; status 5 answers narrow them.
+    pub min_heartbeat: u32,
+    pub max_heartbeat: u32,
+}
+
+impl Default for EasSettings {
+    fn default() -> Self {
+        EasSettings {
+            window_size: 100,
+            // Low enough for SOGo (which allows 60 at most); Exchange raises it with status 5.
+            min_heartbeat: 10,
+            // MS-ASCMD 2.2.3.79.1: 3540 s is the protocol's upper bound.
+            max_heartbeat: 3540,
+        }
+    }
+}
+
+/// The folder hierarchy as last synced, in server order.
+#[derive(Debug)]
+struct Hierarchy {
+    sync_key: String,
+    folders: Vec<Folder>,
+}
+
+/// Sync keys of one folder.
+#[derive(Debug, Default)]
+struct FolderKey {
+    /// The key of the last batch handed to the gateway.
+    reported: Option<String>,
+    /// The newest key the server gave (later than `reported` after a write).
+    current: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PingTuning {
+    min: u32,
+    max: u32,
+    max_folders: Option<usize>,
+}
+
+/// One EAS account; see the module documentation.
+#[derive(Debug)]
+pub struct EasAccount {
+    client: EasClient,
+    settings: EasSettings,
+    negotiated: tokio::sync::OnceCell<&'static str>,
+    hierarchy: tokio::sync::Mutex<Option<Hierarchy>>,
+    keys: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<FolderKey>>>>,
+    ping: std::sync::Mutex<PingTuning>,
+}
+
+const CURSOR_PREFIX: &[u8] = b"eas1 ";
+
+fn encode_cursor(key: &str) -> Vec<u8> {
+    [CURSOR_PREFIX, key.as_bytes()].concat()
+}
+
+fn decode_cursor(cursor: &[u8]) -> Option<String> {
+    let key = cursor.strip_prefix(CURSOR_PREFIX)?;
+    String::from_utf8(key.to_vec())
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
+fn protocol(e: ParseError) -> UpstreamError {
+    UpstreamError::Protocol(e.to_string())
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The JMAP role of a folder: from its type, or for top-level user folders from the names
+/// servers give the folders EAS has no type for.
+fn role(folder: &Folder) -> Option<MailboxRole> {
+    match folder.folder_type {
+        FolderType::INBOX => Some(MailboxRole::Inbox),
+        FolderType::DRAFTS => Some(MailboxRole::Drafts),
+        FolderType::DELETED_ITEMS => Some(MailboxRole::Trash),
+        FolderType::SENT_ITEMS => Some(MailboxRole::Sent),
+        FolderType::USER_MAIL | FolderType::USER_GENERIC if folder.parent_id == "0" => {
+            match folder.display_name.to_ascii_lowercase().as_str() {
+                "junk" | "junk e-mail" | "junk email" | "spam" => Some(MailboxRole::Junk),
+                "archive" | "archives" => Some(MailboxRole::Archive),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn remote_mailbox(folder: &Folder, all: &[Folder]) -> RemoteMailbox {
+    let parent_is_mail = all
+        .iter()
+        .any(|f| f.server_id == folder.parent_id && f.folder_type.is_mail());
+    RemoteMailbox {
+        remote_id: folder.server_id.clone(),
+        name: folder.display_name.clone(),
+        parent: parent_is_mail.then(|| folder.parent_id.clone()),
+        role: role(folder),
+        subscribed: true,
+        selectable: true,
+    }
+}
+
+/// A Sync response for one collection, sorted by what the caller does next.
+enum SyncOutcome {
+    /// Empty HTTP body: nothing changed, the key stays.
+    Empty,
+    Done(SyncCollectionResponse),
+    /// A status other than 1, from the collection or the request.
+    Status(u32),
+}
+
+fn sync_status_meaning(status: u32) -> &'static str {
+    match status {
+        3 => "invalid sync key",
+        4 => "protocol error",
+        5 => "server error",
+        6 => "error converting an item",
+        7 => "conflict between client and server",
+        8 => "object not found",
+        9 => "cannot complete (mailbox full?)",
+        12 => "folder hierarchy changed",
+        13 => "incomplete request",
+        14 => "invalid Wait or HeartbeatInterval",
+        15 => "too many collections",
+        16 => "retry",
+        _ => "unexpected status",
+    }
+}
+
+fn sync_error(status: u32) -> UpstreamError {
+    let text = format!("Sync status {status} ({})", sync_status_meaning(status));
+    match status {
+        8 => UpstreamError::NotFound(text),
+        5 | 16 => UpstreamError::Unavailable(text),
+        6 | 7 | 9 => UpstreamError::Refused(text),
+        _ => UpstreamError::Protocol(text),
+    }
+}
+
+/// A unique ClientId for SendMail (the server drops repeats).
+fn client_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("jg{nanos}x{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+impl EasAccount {
+    pub fn new(endpoint: EasEndpoint, settings: EasSettings) -> Result<Self, EasError> {
+        let ping = PingTuning {
+            min: settings.min_heartbeat,
+            max: settings.max_heartbeat.max(settings.min_heartbeat),
+            max_folders: None,
+        };
+        Ok(EasAccount {
+            client: EasClient::new(endpoint)?,
+            settings,
+            negotiated: tokio::sync::OnceCell::new(),
+            hierarchy: tokio::sync::Mutex::new(None),
+            keys: std::sync::Mutex::new(HashMap::new()),
+            ping: std::sync::Mutex::new(ping),
+        })
+    }
+
+    /// The transport, for commands this type does not wrap.
+    pub fn client(&self) -> &EasClient {
+        &self.client
+    }
+
+    /// Negotiates the protocol version once per account (OPTIONS), falling back to 14.1 when
+    /// the server will not say; bad credentials are an error.
+    async fn ready(&self) -> Result<&'static str, UpstreamError> {
+        self.negotiated
+            .get_or_try_init(|| async {
+                match self.client.negotiate().await {
+                    Ok(v) => Ok(v),
+                    Err(e @ EasError::Unauthorized { .. }) => Err(UpstreamError::from(e)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "EAS OPTIONS failed; speaking 14.1");
+                        Ok("14.1")
+                    }
+                }
+            })
+            .await
+            .copied()
+    }
+
+    async fn call(
+        &self,
+        cmd: &str,
+        body: &Element,
+        timeout: Duration,
+    ) -> Result<Option<Element>, UpstreamError> {
+        self.ready().await?;
+        Ok(self.client.command(cmd, Some(body), timeout).await?)
+    }
+
+    /// Brings the hierarchy up to date (FolderSync from the last key, or from 0).
+    async fn refresh_hierarchy(&self, slot: &mut Option<Hierarchy>) -> Result<(), UpstreamError> {
+        for _ in 0..2 {
+            let key = slot
+                .as_ref()
+                .map_or_else(|| "0".to_owned(), |h| h.sync_key.clone());
+            let root = self
+                .call(
+                    "FolderSync",
+                    &FolderSync {
+                        sync_key: key.clone(),
+                    }
+                    .to_element(),
+                    COMMAND_TIMEOUT,
+                )
+                .await?
+                .ok_or_else(|| UpstreamError::Protocol("FolderSync: empty response".into()))?;
+            let response = FolderSyncResponse::from_element(&root).map_err(protocol)?;
+            match response.status {
+                1 => {}
+                // The key is no longer valid: start again from 0.
+                9 => {
+                    *slot = None;
+                    continue;
+                }
+                6 => {
+                    return Err(UpstreamError::Unavailable("FolderSync status 6".into()));
+                }
+                s => return Err(UpstreamError::Protocol(format!("FolderSync status {s}"))),
+            }
+            let mut folders = match slot.take() {
+                Some(h) if key != "0" => h.folders,
+                _ => Vec::new(),
+            };
+            for change in response.changes {
+                match change {
+                    FolderChange::Add(f) | FolderChange::Update(f) => {
+                        match folders.iter_mut().find(|x| x.server_id == f.server_id) {
+                            Some(existing) => *existing = f,
+                            None => folders.push(f),
+                        }
+                    }
+                    FolderChange::Delete { server_id } => {
+                        folders.retain(|f| f.server_id != server_id);
+                    }
+                }
+            }
+            *slot = Some(Hierarchy {
+                sync_key: response.sync_key.unwrap_or(key),
+                folders,
+            });
+            return Ok(());
+        }
+        Err(UpstreamError::Protocol(
+            "FolderSync keeps rejecting the sync key 0".into(),
+        ))
+    }
+
+    /// The mail folders, after a FolderSync.
+    pub async fn mail_folders(&self) -> Result<Vec<RemoteMailbox>, UpstreamError> {
+        let mut slot = self.hierarchy.lock().await;
+        self.refresh_hierarchy(&mut slot).await?;
+        let folders = slot.as_ref().map(|h| h.folders.as_slice()).unwrap_or(&[]);
+        Ok(folders
+            .iter()
+            .filter(|f| f.folder_type.is_mail())
+            .map(|f| remote_mailbox(f, folders))
+            .collect())
+    }
+
+    fn folder_key(&self, folder: &str) -> Arc<tokio::sync::Mutex<FolderKey>> {
+        lock(&self.keys)
+            .entry(folder.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn sync_request(&self, collection: SyncCollection) -> Result<SyncOutcome, UpstreamError> {
+        let id = collection.collection_id.clone();
+        let request = Sync {
+            collections: vec![collection],
+        };
+        let Some(root) = self
+            .call("Sync", &request.to_element(), COMMAND_TIMEOUT)
+            .await?
+        else {
+            return Ok(SyncOutcome::Empty);
+        };
+        let mut response = SyncResponse::from_element(&root).map_err(protocol)?;
+        let Some(index) = response
+            .collections
+            .iter()
+            .position(|c| c.collection_id == id)
+        else {
+            return match response.status {
+                Some(s) => Ok(SyncOutcome::Status(s)),
+                None => Err(UpstreamError::Protocol(format!(
+                    "Sync: no answer for collection {id}"
+                ))),
+            };
+        };
+        let collection = response.collections.swap_remove(index);
+        if collection.status != 1 {
+            return Ok(SyncOutcome::Status(collection.status));
+        }
+        Ok(SyncOutcome::Done(collection))
+    }
+
+    async fn estimate(&self, sync_key: &str, collection_id: &str) -> Option<u64> {
+        let request = GetItemEstimate {
+            sync_key: sync_key.to_owned(),
+            collection_id: collection_id.to_owned(),
+        };
+        let root = self
+            .call("GetItemEstimate", &request.to_element(), COMMAND_TIMEOUT)
+            .await
+            .ok()??;
+        let response = GetItemEstimateResponse::from_element(&root).ok()?;
+        response
+            .responses
+            .iter()
+            .find(|r| r.status == 1)
+            .and_then(|r| r.estimate)
+            .map(u64::from)
+    }
+
+    async fn folder_exists(&self, id: &str) -> Result<bool, UpstreamError> {
+        Ok(self.mail_folders().await?.iter().any(|m| m.remote_id == id))
+    }
+
+    async fn sync_pass(
+        &self,
+        mailbox: &RemoteMailbox,
+        cursor: Option<&[u8]>,
+        sink: &mut dyn SyncSink,
+    ) -> Result<(), UpstreamError> {
+        self.ready().await?;
+        {
+            // SOGo answers status 12 to a device that never listed the hierarchy.
+            let mut slot = self.hierarchy.lock().await;
+            if slot.is_none() {
+                self.refresh_hierarchy(&mut slot).await?;
+            }
+        }
+        let id = mailbox.remote_id.as_str();
+        let cell = self.folder_key(id);
+        let mut state = cell.lock().await;
+        let given = cursor.and_then(decode_cursor);
+        let mut key = match (&given, &state.reported, &state.current) {
+            (Some(g), Some(r), Some(c)) if g == r => Some(c.clone()),
+            _ => given,
+        };
+        let mut reset = key.is_none();
+        let (mut resets, mut hierarchy_changes, mut retries) = (0, 0, 0);
+        let mut total: Option<u64> = None;
+        let mut done: u64 = 0;
+        loop {
+            let request = match &key {
+                None => SyncCollection::initial(id),
+                Some(k) => SyncCollection {
+                    sync_key: k.clone(),
+                    collection_id: id.to_owned(),
+                    get_changes: true,
+                    window_size: Some(self.settings.window_size),
+                    deletes_as_moves: None,
+                    options: Some(SyncOptions {
+                        filter_type: Some(0),
+                        // Plain text for the preview; servers that honour the size stop there.
+                        body_preference: Some(BodyPreference {
+                            body_type: 1,
+                            truncation_size: Some(512),
+                        }),
+                        mime_support: None,
+                    }),
+                    commands: Vec::new(),
+                },
+            };
+            match self.sync_request(request).await? {
+                SyncOutcome::Empty => {
+                    let Some(k) = key else {
+                        return Err(UpstreamError::Protocol(
+                            "Sync with key 0 answered an empty body".into(),
+                        ));
+                    };
+                    sink.apply(SyncBatch {
+                        mailbox: id.to_owned(),
+                        reset,
+                        changes: Vec::new(),
+                        cursor: encode_cursor(&k),
+                        complete: true,
+                        progress: total.map(|t| (done, t.max(done))),
+                    })
+                    .await?;
+                    state.reported = Some(k.clone());
+                    state.current = Some(k);
+                    return Ok(());
+                }
+                SyncOutcome::Status(3) if resets < 2 => {
+                    tracing::info!(folder = id, "EAS sync key rejected; syncing from 0");
+                    resets += 1;
+                    key = None;
+                    reset = true;
+                    state.current = None;
+                }
+                SyncOutcome::Status(12) if hierarchy_changes < 2 => {
+                    hierarchy_changes += 1;
+                    if !self.folder_exists(id).await? {
+                        return Err(UpstreamError::NotFound(format!("folder {id}")));
+                    }
+                }
+                SyncOutcome::Status(5 | 16) if retries < 2 => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                SyncOutcome::Status(s) => return Err(sync_error(s)),
+                SyncOutcome::Done(c) => {
+                    let new_key = c.sync_key.clone().ok_or_else(|| {
+                        UpstreamError::Protocol("Sync status 1 without a SyncKey".into())
+                    })?;
+                    if key.is_none() {
+                        total = self.estimate(&new_key, id).await;
+                        key = Some(new_key);
+                        continue;
+                    }
+                    let had_commands = !c.commands.is_empty();
+                    let changes: Vec<MessageChange> = c
+                        .commands
+                        .iter()
+                        .map(|command| match command {
+                            ServerCommand::Add { server_id, data } => {
+                                done += 1;
+                                MessageChange::Upsert(email::remote_message(server_id, data))
+                            }
+                            ServerCommand::Change { server_id, data } => MessageChange::Keywords {
+                                uid: server_id.clone(),
+                                keywords: email::keywords(data),
+                            },
+                            ServerCommand::Delete { server_id, .. } => MessageChange::Removed {
+                                uid: server_id.clone(),
+                            },
+                        })
+                        .collect();
+                    // SOGo moves the key once more after a batch with changes: keep syncing
+                    // until a response brings nothing, so a following Ping starts quiet.
+                    let complete = !c.more_available && !had_commands;
+                    sink.apply(SyncBatch {
+                        mailbox: id.to_owned(),
+                        reset,
+                        changes,
+                        cursor: encode_cursor(&new_key),
+                        complete,
+                        progress: total.map(|t| (done, t.max(done))),
+                    })
+                    .await?;
+                    reset = false;
+                    state.reported = Some(new_key.clone());
+                    state.current = Some(new_key.clone());
+                    key = Some(new_key);
+                    if complete {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ping(
+        &self,
+        mailboxes: &[RemoteMailbox],
+        timeout: Duration,
+    ) -> Result<Vec<String>, UpstreamError> {
+        self.ready().await?;
+        let deadline = Instant::now() + timeout;
+        let mut watched: Vec<&RemoteMailbox> = mailboxes.iter().filter(|m| m.selectable).collect();
+        // Inbox first, so it stays watched when the server limits the folder count.
+        watched.sort_by_key(|m| m.role != Some(MailboxRole::Inbox));
+        if watched.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(Vec::new());
+        }
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Ok(Vec::new());
+            }
+            let tuning = *lock(&self.ping);
+            let count = tuning.max_folders.unwrap_or(usize::MAX).min(watched.len());
+            let wanted = u32::try_from(remaining.as_secs().max(1)).unwrap_or(u32::MAX);
+            let heartbeat = wanted.clamp(tuning.min, tuning.max);
+            let request = Ping {
+                heartbeat,
+                folders: watched[..count]
+                    .iter()
+                    .map(|m| PingFolder {
+                        id: m.remote_id.clone(),
+                        class: "Email".into(),
+                    })
+                    .collect(),
+            };
+            let body = request.to_element();
+            let call = self.call(
+                "Ping",
+                &body,
+                Duration::from_secs(u64::from(heartbeat) + 30),
+            );
+            let answer = if u64::from(heartbeat) > remaining.as_secs() + 1 {
+                // The server will not hold a Ping this short: stop waiting at the deadline.
+                match tokio::time::timeout(remaining, call).await {
+                    Ok(answer) => answer?,
+                    Err(_) => return Ok(Vec::new()),
+                }
+            } else {
+                call.await?
+            };
+            let root =
+                answer.ok_or_else(|| UpstreamError::Protocol("Ping: empty response".into()))?;
+            let response = PingResponse::from_element(&root).map_err(protocol)?;
+            match response.status {
+                1 => {}
+                2 if response.folders.is_empty() => {
+                    return Ok(watched.iter().map(|m| m.remote_id.clone()).collect());
+                }
+                2 => return Ok(response.folders),
+                5 => {
+                    let limit = response.heartbeat.ok_or_else(|| {
+                        UpstreamError::Protocol("Ping status 5 without a HeartbeatInterval".into())
+                    })?;
+                    let mut t = lock(&self.ping);
+                    if limit > heartbeat {
+                        t.min = limit;
+                        t.max = t.max.max(limit);
+                    } else if limit < heartbeat {
+                        t.max = limit;
+                        t.min = t.min.min(limit);
+                    } else {
+                        return Err(UpstreamError::Protocol(format!(
+                            "Ping status 5 for heartbeat {heartbeat}, which it names as the limit"
+                        )));
+                    }
+                    tracing::info!(min = t.min, max = t.max, "EAS Ping heartbeat limits");
+                }
+                6 => {
+                    let max = response
+                        .max_folders
+                        .map(|m| m as usize)
+                        .unwrap_or(count.saturating_sub(1));
+                    if max == 0 || max >= count {
+                        return Err(UpstreamError::Protocol(format!(
+                            "Ping status 6 (too many folders) with MaxFolders {max}"
+                        )));
+                    }
+                    lock(&self.ping).max_folders = Some(max);
+                }
+                7 => {
+                    // The hierarchy changed: the gateway lists mailboxes again.
+                    return Ok(vec![String::new()]);
+                }
+                8 => return Err(UpstreamError::Unavailable("Ping status 8".into())),
+                s => return Err(UpstreamError::Protocol(format!("Ping status {s}"))),
+            }
+        }
+    }
+
+    async fn fetch(&self, mailbox: &str, uid: &str) -> Result<Vec<u8>, UpstreamError> {
+        let request = Fetch {
+            collection_id: mailbox.to_owned(),
+            server_id: uid.to_owned(),
+        };
+        let root = self
+            .call("ItemOperations", &request.to_element(), COMMAND_TIMEOUT)
+            .await?
+            .ok_or_else(|| UpstreamError::Protocol("ItemOperations: empty response".into()))?;
+        let response = FetchResponse::from_element(&root).map_err(protocol)?;
+        let status = match (response.status, response.fetch_status) {
+            (1, Some(s)) => s,
+            (s, _) => s,
+        };
+        let text = format!("ItemOperations Fetch {mailbox}/{uid}: status {status}");
+        match status {
+            1 => response
+                .data
+                .ok_or_else(|| UpstreamError::Protocol(format!("{text} without Body Data"))),
+            6 | 15 => Err(UpstreamError::NotFound(text)),
+            3 | 7 => Err(UpstreamError::Unavailable(text)),
+            _ => Err(UpstreamError::Refused(text)),
+        }
+    }
+
+    /// Sends client commands for one folder with its current key, without fetching changes.
+    async fn write_sync(
+        &self,
+        mailbox: &str,
+        commands: Vec<ClientCommand>,
+        deletes_as_moves: Option<bool>,
+    ) -> Result<(), UpstreamError> {
+        let cell = self.folder_key(mailbox);
+        let mut state = cell.lock().await;
+        let key = state.current.clone().ok_or_else(|| {
+            UpstreamError::Unavailable(format!(
+                "folder {mailbox} has not been synced yet, so its sync key is unknown"
+            ))
+        })?;
+        let count = commands.len();
+        let outcome = self
+            .sync_request(SyncCollection {
+                sync_key: key,
+                collection_id: mailbox.to_owned(),
+                get_changes: false,
+                window_size: None,
+                deletes_as_moves,
+                options: None,
+                commands,
+            })
+            .await?;
+        let responses: Vec<ClientResponse> = match outcome {
+            SyncOutcome::Empty => Vec::new(),
+            SyncOutcome::Done(c) => {
+                if let Some(k) = c.sync_key {
+                    state.current = Some(k);
+                }
+                c.responses
+            }
+            SyncOutcome::Status(3) => {
+                state.current = None;
+                return Err(UpstreamError::Unavailable(format!(
+                    "the server no longer accepts the sync key of folder {mailbox}; it is \
+                     re-synced from scratch on the next sync"
+                )));
+            }
+            SyncOutcome::Status(s) => return Err(sync_error(s)),
+        };
+        let failed: Vec<&ClientResponse> = responses.iter().filter(|r| r.status != 1).collect();
+        match failed.first() {
+            None => Ok(()),
+            Some(first) => {
+                let list: Vec<String> = failed
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {}: {}",
+                            r.kind,
+                            r.server_id.as_deref().unwrap_or("?"),
+                            r.status
+                        )
+                    })
+                    .collect();
+                let text = format!("Sync on {mailbox}: {}", list.join(", "));
+                if failed.len() == count && first.status == 8 {
+                    Err(UpstreamError::NotFound(text))
+                } else {
+                    Err(UpstreamError::Refused(text))
+                }
+            }
+        }
+    }
+
+    async fn set_keywords(
+        &self,
+        mailbox: &str,
+        uids: &[String],
+        add: &BTreeSet<String>,
+        remove: &BTreeSet<String>,
+    ) -> Result<WriteOutcome, UpstreamError> {
+        let unsupported: Vec<&String> = add
+            .iter()
+            .chain(remove)
+            .filter(|k| *k != "$seen" && *k != "$flagged")
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(UpstreamError::Unsupported(format!(
+                "ActiveSync can set only $seen and $flagged, not {unsupported:?}"
+            )));
+        }
+        let mut data = Vec::new();
+        if add.contains("$seen") {
+            data.push(Element::with_text(em::Read, "1"));
+        } else if remove.contains("$seen") {
+            data.push(Element::with_text(em::Read, "0"));
+        }
+        if add.contains("$flagged") {
+            data.push(
+                Element::new(em::Flag)
+                    .child(Element::with_text(em::FlagStatus, "2"))
+                    .child(Element::with_text(em::FlagType, "Flag for follow up")),
+            );
+        } else if remove.contains("$flagged") {
+            // An empty Flag clears the flag (MS-ASEMAIL 2.2.2.27).
+            data.push(Element::new(em::Flag));
+        }
+        if data.is_empty() || uids.is_empty() {
+            return Ok(WriteOutcome::Done);
+        }
+        let commands = uids
+            .iter()
+            .map(|uid| ClientCommand::Change {
+                server_id: uid.clone(),
+                data: data.clone(),
+            })
+            .collect();
+        self.write_sync(mailbox, commands, None).await?;
+        Ok(WriteOutcome::Done)
+    }
+
+    async fn move_items(
+        &self,
+        from: &str,
+        uids: &[String],
+        to: &str,
+    ) -> Result<WriteOutcome, UpstreamError> {
+        if uids.is_empty() {
+            return Ok(WriteOutcome::Moved(Vec::new()));
+        }
+        let request = MoveItems {
+            moves: uids
+                .iter()
+                .map(|uid| MoveItem {
+                    src_msg_id: uid.clone(),
+                    src_fld_id: from.to_owned(),
+                    dst_fld_id: to.to_owned(),
+                })
+                .collect(),
+        };
+        let root = self
+            .call("MoveItems", &request.to_element(), COMMAND_TIMEOUT)
+            .await?
+            .ok_or_else(|| UpstreamError::Protocol("MoveItems: empty response".into()))?;
+        let response = MoveItemsResponse::from_element(&root).map_err(protocol)?;
+        let mut moved = Vec::new();
+        let mut failed = Vec::new();
+        for uid in uids {
+            match response.results.iter().find(|r| &r.src_msg_id == uid) {
+                Some(r) if r.status == 3 => moved.push((uid.clone(), r.dst_msg_id.clone())),
+                Some(r) => failed.push(format!("{uid}: status {}", r.status)),
+                None => failed.push(format!("{uid}: no answer")),
+            }
+        }
+        if failed.is_empty() {
+            return Ok(WriteOutcome::Moved(moved));
+        }
+        let text = format!(
+            "MoveItems {from} → {to}: {} (moved: {moved:?})",
+            failed.join(", ")
+        );
+        if moved.is_empty()
+            && response
+                .results
+                .iter()
+                .all(|r| r.status == 1 || r.status == 2)
+        {
+            Err(UpstreamError::NotFound(text))
+        } else {
+            Err(UpstreamError::Refused(text))
+        }
+    }
+
+    /// Runs a hierarchy write with the current hierarchy key, once more after a FolderSync if
+    /// the server says the key is stale (status 9).
+    async fn folder_write<R>(
+        &self,
+        build: impl Fn(String) -> (&'static str, Element),
+        parse: impl Fn(&Element) -> Result<(u32, Option<String>, R), ParseError>,
+    ) -> Result<(R, Hierarchy), UpstreamError>
+    where
+        R: Send,
+    {
+        let mut slot = self.hierarchy.lock().await;
+        for attempt in 0..2 {
+            if slot.is_none() || attempt > 0 {
+                self.refresh_hierarchy(&mut slot).await?;
+            }
+            let key = slot
+                .as_ref()
+                .map_or_else(|| "0".to_owned(), |h| h.sync_key.clone());
+            let (cmd, body) = build(key);
+            let root = self
+                .call(cmd, &body, COMMAND_TIMEOUT)
+                .await?
+                .ok_or_else(|| UpstreamError::Protocol(format!("{cmd}: empty response")))?;
+            let (status, new_key, result) = parse(&root).map_err(protocol)?;
+            let text = format!("{cmd} status {status}");
+            match status {
+                1 => {
+                    let folders = slot.as_ref().map(|h| h.folders.clone()).unwrap_or_default();
+                    let old = slot.take().map(|h| h.sync_key).unwrap_or_default();
+                    let sync_key = new_key.unwrap_or(old);
+                    *slot = Some(Hierarchy {
+                        sync_key: sync_key.clone(),
+                        folders: folders.clone(),
+                    });
+                    return Ok((result, Hierarchy { sync_key, folders }));
+                }
+                9 if attempt == 0 => continue,
+                2 => return Err(UpstreamError::Refused(format!("{text}: the name exists"))),
+                3 => {
+                    return Err(UpstreamError::Refused(format!(
+                        "{text}: a special folder cannot be changed"
+                    )));
+                }
+                4 | 5 => return Err(UpstreamError::NotFound(text)),
+                6 => return Err(UpstreamError::Unavailable(text)),
+                _ => return Err(UpstreamError::Protocol(text)),
+            }
+        }
+        Err(UpstreamError::Protocol(
+            "folder write: stale sync key twice".into(),
+        ))
+    }
+
+    /// Replaces the cached hierarchy's folder list after a successful folder write.
+    async fn store_folders(&self, folders: Vec<Folder>) {
+        if let Some(h) = self.hierarchy.lock().await.as_mut() {
+            h.folders = folders;
+        }
+    }
+
+    async fn create_mailbox(
+        &self,
+        parent: Option<&str>,
+        name: &str,
+    ) -> Result<WriteOutcome, UpstreamError> {
+        let parent_id = parent.unwrap_or("0").to_owned();
+        let (server_id, mut hierarchy) = self
+            .folder_write(
+                |sync_key| {
+                    let request = FolderCreate {
+                        sync_key,
+                        parent_id: parent_id.clone(),
+                        display_name: name.to_owned(),
+                        folder_type: FolderType::USER_MAIL,
+                    };
+                    ("FolderCreate", request.to_element())
+                },
+                |root| {
+                    let r = FolderCreateResponse::from_element(root)?;
+                    Ok((r.status, r.sync_key, r.server_id))
+                },
+            )
+            .await?;
+        let server_id = server_id
+            .ok_or_else(|| UpstreamError::Protocol("FolderCreate without ServerId".into()))?;
+        let folder = Folder {
+            server_id,
+            parent_id,
+            display_name: name.to_owned(),
+            folder_type: FolderType::USER_MAIL,
+        };
+        hierarchy.folders.push(folder.clone());
+        let mailbox = remote_mailbox(&folder, &hierarchy.folders);
+        self.store_folders(hierarchy.folders).await;
+        Ok(WriteOutcome::Mailbox(mailbox))
+    }
+
+    async fn rename_mailbox(
+        &self,
+        remote_id: &str,
+        parent: Option<&str>,
+        name: &str,
+    ) -> Result<WriteOutcome, UpstreamError> {
+        let parent_id = parent.unwrap_or("0").to_owned();
+        let ((), mut hierarchy) = self
+            .folder_write(
+                |sync_key| {
+                    let request = FolderUpdate {
+                        sync_key,
+                        server_id: remote_id.to_owned(),
+                        parent_id: parent_id.clone(),
+                        display_name: name.to_owned(),
+                    };
+                    ("FolderUpdate", request.to_element())
+                },
+                |root| {
+                    let r = FolderUpdateResponse::from_element(root, false)?;
+                    Ok((r.status, r.sync_key, ()))
+                },
+            )
+            .await?;
+        let mut renamed = None;
+        if let Some(f) = hierarchy
+            .folders
+            .iter_mut()
+            .find(|f| f.server_id == remote_id)
+        {
+            f.parent_id = parent_id.clone();
+            f.display_name = name.to_owned();
+            renamed = Some(f.clone());
+        }
+        let folder = renamed.unwrap_or(Folder {
+            server_id: remote_id.to_owned(),
+            parent_id,
+            display_name: name.to_owned(),
+            folder_type: FolderType::USER_MAIL,
+        });
+        let mailbox = remote_mailbox(&folder, &hierarchy.folders);
+        self.store_folders(hierarchy.folders).await;
+        Ok(WriteOutcome::Mailbox(mailbox))
+    }
+
+    async fn delete_mailbox(&self, remote_id: &str) -> Result<WriteOutcome, UpstreamError> {
+        let ((), mut hierarchy) = self
+            .folder_write(
+                |sync_key| {
+                    let request = FolderDelete {
+                        sync_key,
+                        server_id: remote_id.to_owned(),
+                    };
+                    ("FolderDelete", request.to_element())
+                },
+                |root| {
+                    let r = FolderUpdateResponse::from_element(root, true)?;
+                    Ok((r.status, r.sync_key, ()))
+                },
+            )
+            .await?;
+        hierarchy.folders.retain(|f| f.server_id != remote_id);
+        self.store_folders(hierarchy.folders).await;
+        lock(&self.keys).remove(remote_id);
+        Ok(WriteOutcome::Done)
+    }
+
+    async fn send(
+        &self,
+        raw: &[u8],
+        envelope: &upstream::Envelope,
+        save_in_sent: bool,
+    ) -> Result<WriteOutcome, UpstreamError> {
+        // EAS takes recipients from the MIME headers: an envelope naming anyone else
+        // cannot be honoured.
+        let headers_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
+            .unwrap_or(raw.len());
+        let headers = String::from_utf8_lossy(&raw[..headers_end]).to_ascii_lowercase();
+        let missing: Vec<&String> = envelope
+            .rcpt_to
+            .iter()
+            .filter(|r| !headers.contains(&r.to_ascii_lowercase()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(UpstreamError::Unsupported(format!(
+                "ActiveSync sends to the addresses in To/Cc/Bcc only; the envelope also \
+                 names {missing:?}"
+            )));
+        }
+        let request = SendMail {
+            client_id: client_id(),
+            save_in_sent_items: save_in_sent,
+            mime: raw.to_vec(),
+        };
+        match self
+            .call("SendMail", &request.to_element(), COMMAND_TIMEOUT)
+            .await?
+        {
+            None => Ok(WriteOutcome::Done),
+            Some(root) => {
+                let response = SendMailResponse::from_element(&root).map_err(protocol)?;
+                if response.status == 1 {
+                    Ok(WriteOutcome::Done)
+                } else {
+                    Err(UpstreamError::Refused(format!(
+                        "SendMail status {}",
+                        response.status
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn apply_op(&self, op: WriteOp) -> Result<WriteOutcome, UpstreamError> {
+        self.ready().await?;
+        match op {
+            WriteOp::SetKeywords {
+                mailbox,
+                uids,
+                add,
+                remove,
+            } => self.set_keywords(&mailbox, &uids, &add, &remove).await,
+            WriteOp::Move { from, uids, to } => self.move_items(&from, &uids, &to).await,
+            WriteOp::Delete { mailbox, uids } => {
+                if uids.is_empty() {
+                    return Ok(WriteOutcome::Done);
+                }
+                let commands = uids
+                    .into_iter()
+                    .map(|server_id| ClientCommand::Delete { server_id })
+                    .collect();
+                // DeletesAsMoves 0: gone for good, not moved to Deleted Items.
+                self.write_sync(&mailbox, commands, Some(false)).await?;
+                Ok(WriteOutcome::Done)
+            }
+            WriteOp::Copy { .. } => Err(UpstreamError::Unsupported(
+                "ActiveSync has no command to copy a message".into(),
+            )),
+            WriteOp::Append { .. } => Err(UpstreamError::Unsupported(
+                "ActiveSync 14.1 cannot store a new message in a folder (no Sync Add for \
+                 email)"
+                    .into(),
+            )),
+            WriteOp::CreateMailbox { parent, name } => {
+                self.create_mailbox(parent.as_deref(), &name).await
+            }
+            WriteOp::RenameMailbox {
+                remote_id,
+                parent,
+                name,
+            } => {
+                self.rename_mailbox(&remote_id, parent.as_deref(), &name)
+                    .await
+            }
+            WriteOp::DeleteMailbox { remote_id } => self.delete_mailbox(&remote_id).await,
+            WriteOp::Subscribe {
+                subscribed: true, ..
+            } => Ok(WriteOutcome::Done),
+            WriteOp::Subscribe {
+                subscribed: false, ..
+            } => Err(UpstreamError::Unsupported(
+                "ActiveSync folders cannot be unsubscribed".into(),
+            )),
+            WriteOp::Send {
+                raw,
+                envelope,
+                save_in_sent,
+            } => self.send(&raw, &envelope, save_in_sent).await,
+        }
+    }
+}
+
+impl Upstream for EasAccount {
+    fn list_mailboxes(&self) -> BoxFuture<'_, Result<Vec<RemoteMailbox>, UpstreamError>> {
+        Box::pin(self.mail_folders())
+    }
+
+    fn sync_mailbox<'a>(
+        &'a self,
+        mailbox: &'a RemoteMailbox,
+        cursor: Option<&'a [u8]>,
+        sink: &'a mut dyn SyncSink,
+    ) -> BoxFuture<'a, Result<(), UpstreamError>> {
+        Box::pin(self.sync_pass(mailbox, cursor, sink))
+    }
+
+    fn wait_for_changes<'a>(
+        &'a self,
+        mailboxes: &'a [RemoteMailbox],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<String>, UpstreamError>> {
+        Box::pin(self.ping(mailboxes, timeout))
+    }
+
+    fn fetch_message<'a>(
+        &'a self,
+        mailbox: &'a str,
+        uid: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
+        Box::pin(self.fetch(mailbox, uid))
+    }
+
+    fn apply(&self, op: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>> {
+        Box::pin(self.apply_op(op))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_foreign_bytes() {
+        assert_eq!(decode_cursor(&encode_cursor("5-9")).as_deref(), Some("5-9"));
+        assert_eq!(decode_cursor(b"imap 1 2 3"), None);
+        assert_eq!(decode_cursor(b"eas1 "), None);
+    }
+
+    #[test]
+    fn roles_come_from_types_and_top_level_names() {
+        let f = |name: &str, t: u32, parent: &str| Folder {
+            server_id: name.into(),
+            parent_id: parent.into(),
+            display_name: name.into(),
+            folder_type: FolderType(t),
+        };
+        assert_eq!(role(&f("INBOX", 2, "0")), Some(MailboxRole::Inbox));
+        assert_eq!(role(&f("Deleted Items", 4, "0")), Some(MailboxRole::Trash));
+        assert_eq!(role(&f("Junk", 12, "0")), Some(MailboxRole::Junk));
+        assert_eq!(role(&f("Junk", 12, "x")), None);
+        assert_eq!(role(&f("Outbox", 6, "0")), None);
+        assert!(!FolderType(8).is_mail());
+    }
+}
