@@ -93,7 +93,7 @@ fn run(n: u64, rows: &mut Vec<[String; 3]>) -> BenchResult {
         label.clone(),
         "commit, 1,000-email batches (no fsync)".into(),
         format!(
-            "{} emails/s, {} per batch",
+            "{} emails, {} per batch",
             rate(batch_time, n),
             per_op(batch_time, n / 1000)
         ),

@@ -173,6 +173,11 @@ fn validate(c: &Commit) -> Result<()> {
         {
             return Err(Error::InvalidId(k.clone()));
         }
+        if let Op::Put { facts: Some(f), .. } = op
+            && (f.mailbox_ids.len() > u16::MAX as usize || f.keywords.len() > u16::MAX as usize)
+        {
+            return Err(Error::InvalidArguments("too many mailboxes or keywords"));
+        }
     }
     for (name, _) in &c.cursors {
         if name.is_empty() {

@@ -236,3 +236,75 @@ fn concurrent_group_commits_are_all_acknowledged_and_ordered() -> TestResult {
     assert_eq!(store.state(a, DataType::Identity)?.modseq(), 100);
     Ok(())
 }
+
+#[test]
+fn mailbox_updated_properties_only_when_just_counts_moved() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path(), StoreConfig::default());
+    let a = AccountId(1);
+    let s0 = store.state(a, DataType::Mailbox)?.to_string();
+    let facts = state::EmailFacts {
+        mailbox_ids: vec![id("inbox")],
+        ..Default::default()
+    };
+    // Created and filled in one batch: just "created", no counts-only noise.
+    let mut c = Commit::new(a);
+    c.put(DataType::Mailbox, id("inbox"), b"Inbox".to_vec());
+    c.put_email(id("e1"), b"1".to_vec(), facts.clone());
+    store.commit(c)?;
+    let ch = store.changes(a, DataType::Mailbox, &s0, None)?;
+    assert_eq!((ch.created.len(), ch.updated.len()), (1, 0));
+    let s1 = ch.new_state.to_string();
+
+    // A new email: counts only.
+    let mut c = Commit::new(a);
+    c.put_email(id("e2"), b"2".to_vec(), facts.clone());
+    store.commit(c)?;
+    let ch = store.changes(a, DataType::Mailbox, &s1, None)?;
+    assert_eq!(ch.updated, vec![id("inbox")]);
+    assert_eq!(
+        ch.updated_properties,
+        Some(&state::MAILBOX_COUNT_PROPERTIES[..])
+    );
+    assert_eq!(store.mailbox_counts(a, &id("inbox"))?.total_emails, 2);
+
+    // A rename as well: no longer counts only.
+    let mut c = Commit::new(a);
+    c.put(DataType::Mailbox, id("inbox"), b"Renamed".to_vec());
+    store.commit(c)?;
+    let ch = store.changes(a, DataType::Mailbox, &s1, None)?;
+    assert_eq!(ch.updated, vec![id("inbox")]);
+    assert_eq!(ch.updated_properties, None);
+
+    // An email referring to a mailbox that does not exist logs no Mailbox change.
+    let before = store.state(a, DataType::Mailbox)?;
+    let mut c = Commit::new(a);
+    c.put_email(
+        id("e3"),
+        b"3".to_vec(),
+        state::EmailFacts {
+            mailbox_ids: vec![id("ghost")],
+            ..Default::default()
+        },
+    );
+    store.commit(c)?;
+    assert_eq!(store.state(a, DataType::Mailbox)?, before);
+    Ok(())
+}
+
+#[test]
+fn sync_cursor_is_written_with_the_changes_it_produced() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path(), StoreConfig::default());
+    let a = AccountId(1);
+    let mut c = Commit::new(a);
+    c.put(DataType::Identity, id("i1"), b"x".to_vec())
+        .set_cursor(b"imap:INBOX:modseq".to_vec(), b"42".to_vec());
+    store.commit(c)?;
+    assert_eq!(store.cursor(a, b"imap:INBOX:modseq")?, Some(b"42".to_vec()));
+    let mut c = Commit::new(a);
+    c.clear_cursor(b"imap:INBOX:modseq".to_vec());
+    store.commit(c)?;
+    assert_eq!(store.cursor(a, b"imap:INBOX:modseq")?, None);
+    Ok(())
+}
