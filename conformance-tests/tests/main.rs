@@ -2,4 +2,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod dovecot;
+mod eas_adapter;
 mod sogo;

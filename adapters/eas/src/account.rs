@@ -35,6 +35,9 @@ pub struct EasSettings {
     /// Ping heartbeat bounds in seconds to start from; status 5 answers narrow them.
     pub min_heartbeat: u32,
     pub max_heartbeat: u32,
+    /// Interop quirk (SOGo 5): a sync key SOGo cannot parse gets HTTP 501 instead of Sync
+    /// status 3. When set, HTTP 501 to a Sync with a non-zero key is treated as status 3.
+    pub sogo_http_501_is_invalid_sync_key: bool,
 }
 
 impl Default for EasSettings {
@@ -45,6 +48,7 @@ impl Default for EasSettings {
             min_heartbeat: 10,
             // MS-ASCMD 2.2.3.79.1: 3540 s is the protocol's upper bound.
             max_heartbeat: 3540,
+            sogo_http_501_is_invalid_sync_key: true,
         }
     }
 }
@@ -415,7 +419,18 @@ impl EasAccount {
                     commands: Vec::new(),
                 },
             };
-            match self.sync_request(request).await? {
+            let nonzero_key = key.is_some();
+            let outcome = match self.sync_request(request).await {
+                Err(UpstreamError::Unavailable(text))
+                    if nonzero_key
+                        && self.settings.sogo_http_501_is_invalid_sync_key
+                        && text.contains("HTTP 501") =>
+                {
+                    SyncOutcome::Status(3)
+                }
+                other => other?,
+            };
+            match outcome {
                 SyncOutcome::Empty => {
                     let Some(k) = key else {
                         return Err(UpstreamError::Protocol(

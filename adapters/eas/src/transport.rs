@@ -460,11 +460,34 @@ impl EasClient {
         if let Some(bytes) = body {
             request = request.header("Content-Type", WBXML).body(bytes.to_vec());
         }
-        let transport = |e: reqwest::Error| EasError::Transport {
-            url: session.url.clone(),
-            message: e.to_string(),
+        let transport = |e: reqwest::Error| {
+            // reqwest's Display omits the cause ("connection reset", "closed before message").
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            EasError::Transport {
+                url: session.url.clone(),
+                message,
+            }
         };
-        let response = request.send().await.map_err(transport)?;
+        let retry = request.try_clone();
+        let response = match request.send().await {
+            Ok(response) => response,
+            // A pooled connection the server closed while idle fails at once: send again on a
+            // new one. Timeouts are not retried.
+            Err(e) if !e.is_timeout() && retry.is_some() => {
+                tracing::debug!(cmd, error = %e, "EAS request failed on a reused connection; resending");
+                match retry {
+                    Some(again) => again.send().await.map_err(transport)?,
+                    None => return Err(transport(e)),
+                }
+            }
+            Err(e) => return Err(transport(e)),
+        };
         let status = response.status();
         let header = |name: &str| {
             response
