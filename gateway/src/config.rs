@@ -22,6 +22,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub push: PushConfig,
     /// Gateway users and their upstream accounts.
     pub users: Vec<UserConfig>,
     /// Upstream servers whose users get a JMAP account just by logging in.
@@ -113,6 +114,35 @@ impl Default for AuthConfig {
             token_secret: None,
             token_lifetime_secs: 3600,
             cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Which URLs PushSubscriptions may make the gateway call, and how it delivers to them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Accept `http://` subscription URLs (RFC 8620 requires https; for tests and LANs).
+    pub allow_http: bool,
+    /// Hosts (names or IP addresses) that may be called even though they resolve to loopback,
+    /// private or link-local addresses, which are refused otherwise.
+    pub allowed_hosts: Vec<String>,
+    /// Longest lifetime of a subscription; later `expires` values are clamped to it.
+    pub max_expiry_days: u64,
+    /// Delivery attempts per StateChange before it is dropped (the next change is sent anyway).
+    pub retry_attempts: u32,
+    /// First retry delay; each further retry doubles it.
+    pub retry_initial_ms: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            allow_http: false,
+            allowed_hosts: Vec::new(),
+            max_expiry_days: 7,
+            retry_attempts: 5,
+            retry_initial_ms: 1000,
         }
     }
 }
@@ -451,6 +481,23 @@ impl Config {
                 format!("auth.cors_origins[{i}]"),
                 is_http_url(origin) && !origin.ends_with('/'),
                 "expected an origin such as https://mail.example.com (no path, no trailing /)",
+            );
+        }
+        check(
+            "push.max_expiry_days".into(),
+            (2..=365).contains(&self.push.max_expiry_days),
+            "expected between 2 and 365 days (RFC 8620 asks for at least 48 hours)",
+        );
+        check(
+            "push.retry_attempts".into(),
+            (1..=20).contains(&self.push.retry_attempts),
+            "expected between 1 and 20",
+        );
+        for (i, host) in self.push.allowed_hosts.iter().enumerate() {
+            check(
+                format!("push.allowed_hosts[{i}]"),
+                is_host(host) && !host.contains(':') || host.parse::<std::net::IpAddr>().is_ok(),
+                "expected a host name or IP address (no port, no scheme)",
             );
         }
         let mut user_names = HashSet::new();

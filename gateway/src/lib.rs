@@ -1,8 +1,13 @@
-//! The gateway binary's library half: CLI, configuration, HTTP surface.
+//! The gateway binary's library half: CLI, configuration, accounts and authentication, the
+//! JMAP methods it registers, push, and the HTTP surface.
 //!
 //! Only this crate knows actix-web; the method engine, the state store and the adapters
 //! are libraries it wires together.
 
+pub mod accounts;
+pub mod auth;
 pub mod cli;
 pub mod config;
-mod http;
+pub mod http;
+pub mod methods;
+pub mod push;

@@ -1,5 +1,4 @@
 //! The `jmap-gateway` binary as a user runs it.
-#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Command, Output};

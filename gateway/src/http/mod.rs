@@ -1,12 +1,628 @@
 //! The HTTP surface. Only this module (and this crate) knows actix-web.
+//!
+//! Routes (every one is in `openapi/openapi.yaml`, and a test keeps the two equal):
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /.well-known/jmap`, `GET /jmap/session` | the Session resource |
+//! | `POST /jmap/api` | JMAP requests |
+//! | `POST /jmap/upload/{accountId}/` | upload a blob |
+//! | `GET /jmap/download/{accountId}/{blobId}/{name}?accept=` | download a blob |
+//! | `GET /jmap/eventsource?types=&closeafter=&ping=` | push over EventSource |
+//! | `GET /jmap/ws` | JMAP over WebSocket (RFC 8887) |
+//! | `POST /jmap/token` | a bearer token for Basic credentials |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | operations |
 
+mod api;
+mod blob;
+mod eventsource;
+pub mod metrics;
+mod session;
+mod websocket;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
+use futures::StreamExt;
+use jmap_engine::{
+    CORE_CAPABILITY, Capabilities, CoreCapability, Engine, Limits, MethodSpec,
+    PROBLEM_CONTENT_TYPE, RequestError,
+};
+use serde_json::{Value, json};
+use state::{AsyncStore, Store, StoreConfig};
+use tokio::sync::Semaphore;
 
-use crate::config::Config;
+use crate::accounts::{PassthroughLogin, Registry, UserEntry};
+use crate::auth::{AuthError, Authenticator, Credentials, parse_authorization};
+use crate::config::{Config, Durability};
+use crate::methods::{BlobCopy, Directory, StoredType};
+use crate::push::TypeNames;
+use crate::push::subscription::{PushManager, PushMethods};
+use metrics::Metrics;
 
-/// Runs the HTTP server until SIGINT/SIGTERM.
+/// The WebSocket capability (RFC 8887).
+pub const WEBSOCKET_CAPABILITY: &str = "urn:ietf:params:jmap:websocket";
+
+/// Everything a request handler needs.
+pub struct AppState {
+    public_url: Option<String>,
+    listen: String,
+    store: AsyncStore,
+    registry: Arc<Registry>,
+    auth: Authenticator,
+    engine: Engine<Directory>,
+    names: Arc<TypeNames>,
+    push: Arc<PushManager>,
+    metrics: Arc<Metrics>,
+    cors_origins: Vec<String>,
+    api_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    upload_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("public_url", &self.public_url)
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    fn limits(&self) -> &Limits {
+        self.engine.limits()
+    }
+
+    fn slot(
+        map: &Mutex<HashMap<String, Arc<Semaphore>>>,
+        user: &str,
+        max: u64,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(usize::try_from(max).unwrap_or(usize::MAX))))
+            .clone();
+        semaphore.try_acquire_owned().ok()
+    }
+
+    /// The URL clients reach us at: `server.public_url`, else the request's scheme and Host
+    /// (when it looks like a host), else the listen address.
+    fn base_url(&self, req: &HttpRequest) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let info = req.connection_info();
+        let host = info.host();
+        let plausible = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+        if plausible {
+            format!("{}://{host}", info.scheme())
+        } else {
+            format!("http://{}", self.listen)
+        }
+    }
+
+    /// Authenticates a request: the Authorization header, or (for EventSource and WebSocket,
+    /// which browsers cannot give headers) an `access_token` query parameter.
+    async fn authenticate(
+        &self,
+        req: &HttpRequest,
+        allow_query_token: bool,
+    ) -> Result<Arc<UserEntry>, HttpResponse> {
+        let peer = req
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let credentials = match req.headers().get(header::AUTHORIZATION) {
+            Some(v) => v
+                .to_str()
+                .map_err(|_| AuthError::Malformed)
+                .and_then(parse_authorization),
+            None if allow_query_token => query_param(req.query_string(), "access_token")
+                .map(Credentials::Bearer)
+                .ok_or(AuthError::Missing),
+            None => Err(AuthError::Missing),
+        };
+        match credentials {
+            Ok(c) => self.auth.authenticate(c, peer).await,
+            Err(e) => Err(e),
+        }
+        .map_err(unauthorized)
+    }
+}
+
+/// The value of `name` in a query string, percent-decoded.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A problem-details response.
+pub(crate) fn problem(
+    status: StatusCode,
+    type_uri: &str,
+    detail: impl Into<String>,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(PROBLEM_CONTENT_TYPE)
+        .json(json!({
+            "type": type_uri,
+            "status": status.as_u16(),
+            "title": status.canonical_reason().unwrap_or(""),
+            "detail": detail.into(),
+        }))
+}
+
+/// A request-level JMAP error as its problem-details response.
+pub(crate) fn request_error(e: &RequestError) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST))
+        .content_type(PROBLEM_CONTENT_TYPE)
+        .body(e.to_json().to_string())
+}
+
+fn unauthorized(e: AuthError) -> HttpResponse {
+    match e {
+        AuthError::RateLimited(secs) => {
+            let mut r = problem(StatusCode::TOO_MANY_REQUESTS, "about:blank", e.to_string());
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        AuthError::Unavailable(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            e.to_string(),
+        ),
+        _ => {
+            let mut r = problem(StatusCode::UNAUTHORIZED, "about:blank", e.to_string());
+            let bearer = if e == AuthError::BadToken {
+                "Bearer realm=\"JMAP\", error=\"invalid_token\""
+            } else {
+                "Bearer realm=\"JMAP\""
+            };
+            let h = r.headers_mut();
+            h.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"JMAP\", charset=\"UTF-8\""),
+            );
+            h.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(bearer));
+            r
+        }
+    }
+}
+
+/// Reads a request body of at most `max` octets; `Err(size so far)` when it is longer.
+pub(crate) async fn read_limited(
+    mut payload: web::Payload,
+    max: u64,
+) -> Result<Vec<u8>, Result<usize, actix_web::Error>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Err(e.into()))?;
+        body.extend_from_slice(&chunk);
+        if u64::try_from(body.len()).unwrap_or(u64::MAX) > max {
+            return Err(Ok(body.len()));
+        }
+    }
+    Ok(body)
+}
+
+/// Every route the server registers: (method, path pattern, handler).
+fn route_table() -> Vec<(&'static str, &'static str, Route)> {
+    vec![
+        ("GET", "/.well-known/jmap", web::get().to(session::get)),
+        ("GET", "/jmap/session", web::get().to(session::get)),
+        ("POST", "/jmap/api", web::post().to(api::post)),
+        (
+            "POST",
+            "/jmap/upload/{accountId}/",
+            web::post().to(blob::upload),
+        ),
+        (
+            "GET",
+            "/jmap/download/{accountId}/{blobId}/{name}",
+            web::get().to(blob::download),
+        ),
+        ("GET", "/jmap/eventsource", web::get().to(eventsource::get)),
+        ("GET", "/jmap/ws", web::get().to(websocket::get)),
+        ("POST", "/jmap/token", web::post().to(token)),
+        ("GET", "/healthz", web::get().to(healthz)),
+        ("GET", "/readyz", web::get().to(readyz)),
+        ("GET", "/metrics", web::get().to(metrics_text)),
+    ]
+}
+
+/// The (method, path) of every registered route, for the OpenAPI comparison.
+pub fn registered_routes() -> Vec<(String, String)> {
+    route_table()
+        .into_iter()
+        .map(|(m, p, _)| (m.to_owned(), p.to_owned()))
+        .collect()
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    // Ready when the store answers a read.
+    match state
+        .store
+        .run(|s| s.cursor(crate::accounts::REGISTRY_ACCOUNT, b"next"))
+        .await
+    {
+        Ok(_) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("ready\n"),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            format!("store: {e}"),
+        ),
+    }
+}
+
+async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(state.push.active()))
+}
+
+async fn token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    // Only Basic credentials buy a token: a token must not renew itself forever.
+    let is_basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..6)
+                .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
+        });
+    if !is_basic {
+        return unauthorized(AuthError::Missing);
+    }
+    let user = match state.authenticate(&req, false).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match state.auth.issue(&user) {
+        Ok(t) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(t),
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "about:blank",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Builds a [`Gateway`].
+pub struct GatewayBuilder {
+    config: Config,
+    store: Option<Arc<Store>>,
+    stored_types: Vec<StoredType>,
+    passthrough: Vec<Arc<dyn PassthroughLogin>>,
+    limits: Limits,
+    account_capabilities: BTreeMap<String, Value>,
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder").finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder {
+    pub fn new(config: Config) -> GatewayBuilder {
+        GatewayBuilder {
+            config,
+            store: None,
+            stored_types: Vec::new(),
+            passthrough: Vec::new(),
+            limits: Limits::default(),
+            account_capabilities: BTreeMap::new(),
+        }
+    }
+
+    /// Uses an open store instead of opening `store.path`.
+    pub fn store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Serves a JSON-object data type kept in the store (its capability is advertised).
+    pub fn stored_type(mut self, t: StoredType) -> Self {
+        self.stored_types.push(t);
+        self
+    }
+
+    pub fn passthrough(mut self, login: Arc<dyn PassthroughLogin>) -> Self {
+        self.passthrough.push(login);
+        self
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The accountCapabilities every account has until set per account.
+    pub fn account_capabilities(mut self, caps: BTreeMap<String, Value>) -> Self {
+        self.account_capabilities = caps;
+        self
+    }
+
+    /// Opens the store (unless given), loads the registry and builds the engine. Must run
+    /// inside a tokio runtime.
+    pub async fn build(self) -> anyhow::Result<Gateway> {
+        let config = self.config;
+        let store = match self.store {
+            Some(s) => s,
+            None => {
+                let mut sc = StoreConfig {
+                    max_log_entries: config.store.changelog_max_entries,
+                    blob_cache_bytes: config.store.blob_cache_mib.saturating_mul(1 << 20),
+                    ..StoreConfig::default()
+                };
+                sc.durability = match config.store.durability {
+                    Durability::Sync => state::Durability::SyncEachCommit,
+                    Durability::Group => state::Durability::GroupCommit {
+                        window: Duration::from_millis(config.store.group_commit_window_ms),
+                    },
+                };
+                let path = config.store.path.clone();
+                let opened = tokio::task::spawn_blocking(move || Store::open(&path, sc)).await??;
+                Arc::new(opened)
+            }
+        };
+        let store = AsyncStore::new(store);
+        let registry = Arc::new(
+            Registry::new(
+                store.clone(),
+                &config,
+                self.passthrough,
+                self.account_capabilities,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let secret = match &config.auth.token_secret {
+            Some(s) => Some(
+                s.resolve()
+                    .map_err(|e| anyhow::anyhow!("auth.token_secret: {e}"))?,
+            ),
+            None => None,
+        };
+        let auth = Authenticator::new(
+            registry.clone(),
+            secret,
+            Duration::from_secs(config.auth.token_lifetime_secs),
+        )?;
+        let mut names = TypeNames::default();
+        for t in &self.stored_types {
+            names.rename(t.data_type, t.name.clone());
+        }
+        let names = Arc::new(names);
+        let push = Arc::new(PushManager::new(
+            store.clone(),
+            registry.clone(),
+            config.push.clone(),
+            names.clone(),
+        )?);
+        let mut others = BTreeMap::new();
+        others.insert(
+            WEBSOCKET_CAPABILITY.to_owned(),
+            json!({"url": "", "supportsPush": true}),
+        );
+        for t in &self.stored_types {
+            others.insert(t.capability.clone(), json!({}));
+        }
+        for cap in registry.default_capabilities().keys() {
+            others.entry(cap.clone()).or_insert_with(|| json!({}));
+        }
+        let capabilities = Capabilities {
+            core: CoreCapability {
+                limits: self.limits,
+                ..CoreCapability::default()
+            },
+            others,
+        };
+        let mut engine = Engine::new(
+            Directory {
+                store: store.clone(),
+            },
+            capabilities,
+        );
+        engine.register("Blob/copy", CORE_CAPABILITY, BlobCopy);
+        engine.register_spec(
+            "PushSubscription/get",
+            MethodSpec::infer("PushSubscription/get", CORE_CAPABILITY).without_account(),
+            PushMethods(push.clone(), false),
+        );
+        engine.register_spec(
+            "PushSubscription/set",
+            MethodSpec::infer("PushSubscription/set", CORE_CAPABILITY)
+                .without_account()
+                .mutating(false),
+            PushMethods(push.clone(), true),
+        );
+        for t in &self.stored_types {
+            t.register(&mut engine);
+        }
+        push.resume().await;
+        Ok(Gateway {
+            state: Arc::new(AppState {
+                public_url: config.server.public_url.clone(),
+                listen: config.server.listen.to_string(),
+                store,
+                registry,
+                auth,
+                engine,
+                names,
+                push,
+                metrics: Arc::new(Metrics::default()),
+                cors_origins: config.auth.cors_origins.clone(),
+                api_slots: Mutex::new(HashMap::new()),
+                upload_slots: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// A built gateway: state, engine and push, ready to serve HTTP.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    state: Arc<AppState>,
+}
+
+impl Gateway {
+    pub fn builder(config: Config) -> GatewayBuilder {
+        GatewayBuilder::new(config)
+    }
+
+    pub fn store(&self) -> &AsyncStore {
+        &self.state.store
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.state.registry
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
+    }
+
+    /// Serves on an already-bound listener. Runs on the current actix system.
+    pub fn serve(self, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+        let data = web::Data::from(self.state);
+        let server = HttpServer::new(move || {
+            let data = data.clone();
+            let mut app = App::new().app_data(data.clone()).wrap_fn(move |req, srv| {
+                let state = data.clone();
+                let start = Instant::now();
+                let route = req
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_owned());
+                let method = req.method().clone();
+                let origin = req.headers().get(header::ORIGIN).cloned();
+                let preflight = method == Method::OPTIONS
+                    && req
+                        .headers()
+                        .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+                let allowed = origin
+                    .as_ref()
+                    .and_then(|o| o.to_str().ok())
+                    .is_some_and(|o| state.cors_origins.iter().any(|c| c == o));
+                if preflight {
+                    let mut response = HttpResponse::NoContent().finish();
+                    if allowed && let Some(o) = origin {
+                        cors_headers(response.headers_mut(), o, true);
+                    }
+                    let res = req.into_response(response);
+                    return Box::pin(async move { Ok(res) })
+                        as futures::future::LocalBoxFuture<
+                            'static,
+                            Result<ServiceResponse<BoxBody>, actix_web::Error>,
+                        >;
+                }
+                let fut = srv.call(req);
+                let boxed: futures::future::LocalBoxFuture<
+                    'static,
+                    Result<ServiceResponse<BoxBody>, actix_web::Error>,
+                > = Box::pin(async move {
+                    let mut res = fut.await?.map_into_boxed_body();
+                    if allowed && let Some(o) = origin {
+                        cors_headers(res.headers_mut(), o, false);
+                    }
+                    state.metrics.observe(
+                        &route,
+                        method.as_str(),
+                        res.status().as_u16(),
+                        start.elapsed(),
+                    );
+                    Ok(res)
+                });
+                boxed
+            });
+            for (_, path, route) in route_table() {
+                app = app.route(path, route);
+            }
+            app
+        })
+        .workers(2)
+        .listen(listener)?
+        .run();
+        Ok(server)
+    }
+}
+
+fn cors_headers(h: &mut header::HeaderMap, origin: HeaderValue, preflight: bool) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if preflight {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Authorization, Content-Type, Last-Event-ID"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+    } else {
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("WWW-Authenticate, Retry-After"),
+        );
+    }
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
 pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let listen = config.server.listen;
     match &config_path {
@@ -19,6 +635,12 @@ pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
              (see jmap-gateway.example.toml or --passthrough)"
         );
     }
+    if !config.passthrough.is_empty() {
+        tracing::warn!(
+            "passthrough servers are configured, but logins through them arrive with the \
+             adapters; until then only configured users can log in"
+        );
+    }
     std::fs::create_dir_all(&config.store.path).map_err(|e| {
         anyhow::anyhow!(
             "cannot create the store folder {}: {e}",
@@ -26,21 +648,11 @@ pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         )
     })?;
     actix_web::rt::System::new().block_on(async move {
-        let server = HttpServer::new(|| {
-            App::new()
-                .route("/healthz", web::get().to(healthz))
-                .route("/readyz", web::get().to(healthz))
-        })
-        .bind(listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let gateway = Gateway::builder(config).build().await?;
+        let listener = TcpListener::bind(listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         tracing::info!(%listen, "listening");
-        server.run().await?;
+        gateway.serve(listener)?.await?;
         Ok(())
     })
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body("ok\n")
 }
