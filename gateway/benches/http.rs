@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use gateway::config::Config;
 use gateway::http::Gateway;
 use gateway::methods::StoredType;
+use jmap_engine::{Limits, UnsignedInt};
 use serde_json::json;
 use state::{DataType, Durability, Store, StoreConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -44,6 +45,11 @@ fn start() -> (SocketAddr, Gateway, tempfile::TempDir) {
                     properties: vec!["title".into()],
                 })
                 .account_capabilities(BTreeMap::from([(CAP.to_owned(), json!({}))]))
+                // One user drives every connection: lift the per-user request limit above 64.
+                .limits(Limits {
+                    max_concurrent_requests: UnsignedInt::saturating(1024),
+                    ..Limits::default()
+                })
                 .build()
                 .await
                 .unwrap();
