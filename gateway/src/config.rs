@@ -193,7 +193,7 @@ pub struct ImapAccountConfig {
     pub smtp: Option<SmtpConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     pub host: String,
@@ -227,7 +227,7 @@ pub enum PassthroughConfig {
     Eas(PassthroughEas),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassthroughImap {
     pub name: String,
@@ -239,7 +239,7 @@ pub struct PassthroughImap {
     pub smtp: Option<SmtpConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassthroughEas {
     pub name: String,

@@ -10,4 +10,5 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod methods;
+pub mod passthrough;
 pub mod push;

@@ -635,11 +635,9 @@ pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
              (see jmap-gateway.example.toml or --passthrough)"
         );
     }
-    if !config.passthrough.is_empty() {
-        tracing::warn!(
-            "passthrough servers are configured, but logins through them arrive with the \
-             adapters; until then only configured users can log in"
-        );
+    let mut passthrough = Vec::new();
+    for p in &config.passthrough {
+        passthrough.push(Arc::new(crate::passthrough::UpstreamLogin::new(p)?));
     }
     std::fs::create_dir_all(&config.store.path).map_err(|e| {
         anyhow::anyhow!(
@@ -648,7 +646,11 @@ pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         )
     })?;
     actix_web::rt::System::new().block_on(async move {
-        let gateway = Gateway::builder(config).build().await?;
+        let mut builder = Gateway::builder(config);
+        for p in passthrough {
+            builder = builder.passthrough(p);
+        }
+        let gateway = builder.build().await?;
         let listener = TcpListener::bind(listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         tracing::info!(%listen, "listening");
