@@ -97,8 +97,14 @@ pub struct SyncBatch {
 
 /// Receives sync batches; implemented by the gateway, which commits each before returning.
 pub trait SyncSink: Send {
-    /// Commits the batch (and its cursor) durably. An error stops the sync pass; the adapter
-    /// must not report a later batch after a failed one.
+    /// Commits the batch (and its cursor) durably, batches in the order given. An error stops
+    /// the sync pass; the adapter must not report a later batch after a failed one.
+    ///
+    /// A sink may return before the commit is durable, to overlap it with the adapter's next
+    /// fetch, if it reports that commit's failure no later than its next `apply` and has made
+    /// durable every batch of a pass before `sync_mailbox` returns (the gateway's sink does).
+    /// So an adapter must not treat a returned `apply` as proof of durability towards
+    /// upstream beyond the next call.
     fn apply(&mut self, batch: SyncBatch) -> BoxFuture<'_, Result<(), UpstreamError>>;
 }
 
@@ -132,7 +138,10 @@ pub enum WriteOp {
         to: String,
     },
     /// Remove messages from a mailbox for good (IMAP \Deleted + UID EXPUNGE; EAS Sync Delete).
-    Delete { mailbox: String, uids: Vec<String> },
+    Delete {
+        mailbox: String,
+        uids: Vec<String>,
+    },
     /// Store a new message (IMAP APPEND; EAS where the server allows it).
     Append {
         mailbox: String,
@@ -150,8 +159,13 @@ pub enum WriteOp {
         parent: Option<String>,
         name: String,
     },
-    DeleteMailbox { remote_id: String },
-    Subscribe { remote_id: String, subscribed: bool },
+    DeleteMailbox {
+        remote_id: String,
+    },
+    Subscribe {
+        remote_id: String,
+        subscribed: bool,
+    },
     /// Send a message (SMTP submission; EAS SendMail), optionally filing a copy in Sent.
     Send {
         raw: Vec<u8>,
@@ -231,4 +245,14 @@ pub trait Upstream: Send + Sync + fmt::Debug {
 
     /// Applies a change upstream. Nothing is retried silently: a failure is reported.
     fn apply(&self, op: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>>;
+
+    /// What identifies a mailbox of the last [`Upstream::list_mailboxes`] across renames, when
+    /// upstream has such a thing and `remote_id` is a name that a rename changes (IMAP: RFC
+    /// 8474 MAILBOXID, else UIDVALIDITY). The gateway uses it to see a mailbox that vanished
+    /// under one `remote_id` and appeared under another as a rename, keeping its JMAP id.
+    /// The default, `None`, is right for upstreams whose `remote_id` survives renames (EAS).
+    fn mailbox_identity(&self, remote_id: &str) -> Option<String> {
+        let _ = remote_id;
+        None
+    }
 }
