@@ -195,7 +195,10 @@ async fn greeted(
     }
 }
 
-async fn handshake(server: &ImapServer, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ImapError> {
+pub(crate) async fn handshake(
+    server: &ImapServer,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, ImapError> {
     let tls_err = |message: String| ImapError::Tls {
         host: server.host.clone(),
         message,

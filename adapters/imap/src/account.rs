@@ -1,0 +1,400 @@
+//! [`ImapAccount`]: the [`Upstream`] implementation for one IMAP account — a connection pool
+//! with a budget, reconnection with backoff and jitter, and the capability tiers.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+use upstream::{
+    BoxFuture, RemoteMailbox, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
+};
+
+use crate::conn::{self, AuthMethod, Conn, ConnError, ConnOptions, Part};
+use crate::connection::{Credentials, ImapServer};
+use crate::message::FingerprintSource;
+use crate::proto::{Response, Value};
+
+/// The delta-sync tier, chosen per connection from CAPABILITY (and capped by the options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// UID/FLAGS comparison: every flag fetched each pass, expunges from the UID set.
+    Plain,
+    /// CHANGEDSINCE for flags, UID SEARCH for expunges (RFC 7162 CONDSTORE).
+    CondStore,
+    /// CHANGEDSINCE with VANISHED (RFC 7162 QRESYNC).
+    QResync,
+}
+
+/// Tunables of an IMAP account; the defaults suit a normal server.
+#[derive(Debug, Clone)]
+pub struct ImapOptions {
+    pub auth: AuthMethod,
+    /// Most connections open at once, the push watcher included (minimum 2).
+    pub max_connections: usize,
+    /// Messages per FETCH command and per committed batch in an initial sync.
+    pub batch_size: usize,
+    /// FETCH commands in flight at once during an initial sync.
+    pub pipeline_depth: usize,
+    /// The highest tier to use even if the server offers more (tests use this).
+    pub max_tier: Tier,
+    /// Use NOTIFY (RFC 5465) for push when offered; else IDLE on the INBOX plus polling.
+    pub use_notify: bool,
+    /// IDLE is ended and restarted this often, under the server's 30-minute timeout.
+    pub idle_refresh: Duration,
+    /// Without NOTIFY, every mailbox (and the list) is reported changed this often.
+    pub poll_interval: Duration,
+    pub command_timeout: Duration,
+    /// Fetch PREVIEW (RFC 8970) where offered.
+    pub fetch_preview: bool,
+    pub fingerprint: FingerprintSource,
+    /// Reconnection: first delay, cap, and attempts per operation before it fails.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub connect_attempts: u32,
+    /// A pooled connection unused for this long is checked with NOOP before reuse.
+    pub idle_check_after: Duration,
+}
+
+impl Default for ImapOptions {
+    fn default() -> Self {
+        ImapOptions {
+            auth: AuthMethod::Password,
+            max_connections: 4,
+            batch_size: 500,
+            pipeline_depth: 3,
+            max_tier: Tier::QResync,
+            use_notify: true,
+            idle_refresh: Duration::from_secs(25 * 60),
+            poll_interval: Duration::from_secs(120),
+            command_timeout: Duration::from_secs(120),
+            fetch_preview: true,
+            fingerprint: FingerprintSource::HeaderDigest,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(60),
+            connect_attempts: 6,
+            idle_check_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters for logs and tests.
+#[derive(Debug, Default)]
+pub struct ImapStats {
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub broken_connections: AtomicU64,
+}
+
+/// One IMAP account. Cheap to share (`Arc`); every method may run concurrently, within the
+/// connection budget.
+#[derive(Debug)]
+pub struct ImapAccount {
+    pub(crate) server: ImapServer,
+    pub(crate) creds: Credentials,
+    pub(crate) opts: ImapOptions,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+    permits: Semaphore,
+    /// The push connection: one budget slot of its own (the pool has the others).
+    pub(crate) watcher: tokio::sync::Mutex<Option<crate::watch::Watcher>>,
+    /// remote_id → identity (UIDVALIDITY), from the last listing.
+    pub(crate) identities: Mutex<HashMap<String, String>>,
+    /// The hierarchy delimiter, from the last listing.
+    pub(crate) delimiter: Mutex<Option<char>>,
+    pub stats: Arc<ImapStats>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A pooled connection; returned to the pool on drop only if the operation finished
+/// ([`Lease::release`]) and it is not broken. A future dropped mid-command (cancelled)
+/// leaves replies in flight, so its connection is closed rather than reused.
+pub(crate) struct Lease<'a> {
+    acct: &'a ImapAccount,
+    conn: Option<Conn>,
+    clean: bool,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Lease<'_> {
+    /// Marks the operation finished: the connection may go back to the pool.
+    pub(crate) fn release(mut self) {
+        self.clean = true;
+    }
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn
+            .as_ref()
+            .expect("lease holds a connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("lease holds a connection until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if c.broken || !self.clean {
+                self.acct
+                    .stats
+                    .broken_connections
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                lock(&self.acct.idle).push((c, Instant::now()));
+            }
+        }
+    }
+}
+
+/// A delay with ±50 % jitter, so many accounts reconnecting at once spread out.
+pub(crate) fn jitter(d: Duration) -> Duration {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_nanos()),
+    );
+    let r = (h.finish() % 1000) as f64 / 1000.0; // 0..1
+    d.mul_f64(0.5 + r)
+}
+
+impl ImapAccount {
+    pub fn new(server: ImapServer, creds: Credentials, opts: ImapOptions) -> ImapAccount {
+        let budget = opts.max_connections.max(2);
+        ImapAccount {
+            server,
+            creds,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(budget - 1),
+            watcher: tokio::sync::Mutex::new(None),
+            identities: Mutex::new(HashMap::new()),
+            delimiter: Mutex::new(None),
+            stats: Arc::new(ImapStats::default()),
+            opts,
+        }
+    }
+
+    pub fn options(&self) -> &ImapOptions {
+        &self.opts
+    }
+
+    pub(crate) fn conn_options(&self) -> ConnOptions {
+        ConnOptions {
+            auth: self.opts.auth,
+            command_timeout: self.opts.command_timeout,
+            enable: match self.opts.max_tier {
+                Tier::QResync => vec!["QRESYNC", "CONDSTORE"],
+                Tier::CondStore => vec!["CONDSTORE"],
+                Tier::Plain => vec![],
+            },
+            ..ConnOptions::default()
+        }
+    }
+
+    /// Opens a new connection, retrying transient failures with exponential backoff and
+    /// jitter. Rejected credentials and missing capabilities fail at once.
+    pub(crate) async fn connect(&self) -> Result<Conn, ConnError> {
+        let mut delay = self.opts.backoff_initial;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match conn::open(&self.server, &self.creds, &self.conn_options()).await {
+                Ok(c) => {
+                    self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    return Ok(c);
+                }
+                Err(e) => {
+                    self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    if !e.is_transient() || attempt >= self.opts.connect_attempts {
+                        tracing::warn!(host = %self.server.host, user = %self.creds.username, attempt, error = %e, "IMAP connect failed");
+                        return Err(e);
+                    }
+                    let wait = jitter(delay);
+                    tracing::info!(host = %self.server.host, attempt, error = %e, ?wait, "IMAP connect failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    delay = (delay * 2).min(self.opts.backoff_max);
+                }
+            }
+        }
+    }
+
+    /// A connection from the pool (checked if it sat unused), or a new one, within budget.
+    pub(crate) async fn lease(&self) -> Result<Lease<'_>, ConnError> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ConnError::Closed("account shut down".into()))?;
+        loop {
+            let pooled = lock(&self.idle).pop();
+            let Some((mut c, since)) = pooled else { break };
+            if c.drain_unsolicited().await.is_err() {
+                continue;
+            }
+            if since.elapsed() >= self.opts.idle_check_after && c.simple("NOOP").await.is_err() {
+                continue;
+            }
+            return Ok(Lease {
+                acct: self,
+                conn: Some(c),
+                clean: false,
+                _permit: permit,
+            });
+        }
+        let c = self.connect().await?;
+        Ok(Lease {
+            acct: self,
+            conn: Some(c),
+            clean: false,
+            _permit: permit,
+        })
+    }
+
+    /// The delimiter of the account's hierarchy (from LIST).
+    pub(crate) async fn delimiter(&self, conn: &mut Conn) -> Result<Option<char>, ConnError> {
+        if let Some(d) = *lock(&self.delimiter) {
+            return Ok(Some(d));
+        }
+        let (untagged, _) = conn.simple("LIST \"\" \"\"").await?;
+        let d = untagged.iter().find_map(|r| match r {
+            Response::Data(v) if v.first().is_some_and(|x| x.is("LIST")) => v
+                .get(2)
+                .and_then(Value::text)
+                .and_then(|s| s.chars().next()),
+            _ => None,
+        });
+        *lock(&self.delimiter) = d;
+        Ok(d)
+    }
+
+    /// The tier a selected mailbox allows on this connection.
+    pub(crate) fn tier(&self, conn: &Conn, highestmodseq: Option<u64>) -> Tier {
+        let offered = if highestmodseq.is_none() {
+            Tier::Plain
+        } else if conn.is_enabled("QRESYNC") {
+            Tier::QResync
+        } else if conn.is_enabled("CONDSTORE") {
+            Tier::CondStore
+        } else {
+            Tier::Plain
+        };
+        offered.min(self.opts.max_tier)
+    }
+
+    /// Closes every pooled connection (the watcher too).
+    pub async fn shutdown(&self) {
+        let conns: Vec<_> = lock(&self.idle).drain(..).collect();
+        for (c, _) in conns {
+            c.logout().await;
+        }
+        if let Some(w) = self.watcher.lock().await.take() {
+            w.conn.logout().await;
+        }
+    }
+
+    async fn fetch_raw(&self, mailbox: &str, uid: &str) -> Result<Vec<u8>, UpstreamError> {
+        let uid: u32 = uid
+            .parse()
+            .map_err(|_| UpstreamError::NotFound(format!("no message {uid} in {mailbox}")))?;
+        let mut c = self.lease().await?;
+        ensure_selected(&mut c, mailbox, false).await?;
+        let (untagged, _) = c
+            .run_ok(&[Part::from(format!("UID FETCH {uid} (UID BODY.PEEK[])"))])
+            .await?;
+        let mut found = None;
+        for r in &untagged {
+            if let Some((_, items)) = r.fetch() {
+                let f = crate::message::fetch_items(items);
+                if f.uid == Some(uid)
+                    && let Some(b) = f.body
+                {
+                    found = Some(b.to_vec());
+                }
+            }
+        }
+        c.release();
+        found.ok_or_else(|| UpstreamError::NotFound(format!("no message {uid} in {mailbox}")))
+    }
+}
+
+impl Upstream for ImapAccount {
+    fn list_mailboxes(&self) -> BoxFuture<'_, Result<Vec<RemoteMailbox>, UpstreamError>> {
+        Box::pin(async move {
+            // Read-only, so a connection that died in the pool is worth one more try.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut lease = self.lease().await?;
+                match crate::list::list(self, &mut lease).await {
+                    Ok(listed) => {
+                        lease.release();
+                        return Ok(listed);
+                    }
+                    Err(e) if e.is_transient() && attempt < 2 => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        })
+    }
+
+    fn sync_mailbox<'a>(
+        &'a self,
+        mailbox: &'a RemoteMailbox,
+        cursor: Option<&'a [u8]>,
+        sink: &'a mut dyn SyncSink,
+    ) -> BoxFuture<'a, Result<(), UpstreamError>> {
+        Box::pin(crate::sync::sync_mailbox(self, mailbox, cursor, sink))
+    }
+
+    fn wait_for_changes<'a>(
+        &'a self,
+        mailboxes: &'a [RemoteMailbox],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<String>, UpstreamError>> {
+        Box::pin(crate::watch::wait(self, mailboxes, timeout))
+    }
+
+    fn fetch_message<'a>(
+        &'a self,
+        mailbox: &'a str,
+        uid: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
+        Box::pin(self.fetch_raw(mailbox, uid))
+    }
+
+    fn apply(&self, op: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>> {
+        Box::pin(crate::write::apply(self, op))
+    }
+
+    fn mailbox_identity(&self, remote_id: &str) -> Option<String> {
+        lock(&self.identities).get(remote_id).cloned()
+    }
+}
+
+/// `SELECT`/`EXAMINE` the mailbox unless it is already selected that way.
+pub(crate) async fn ensure_selected(
+    c: &mut Conn,
+    mailbox: &str,
+    writable: bool,
+) -> Result<crate::conn::Selected, ConnError> {
+    if let Some(s) = &c.selected
+        && s.name == mailbox
+        && (!writable || !s.read_only)
+    {
+        return Ok(s.clone());
+    }
+    c.select(mailbox, !writable).await
+}

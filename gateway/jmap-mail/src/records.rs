@@ -1,0 +1,203 @@
+//! The records the JMAP Mail layer serves, as stored in `state` (JSON bytes), and how ids
+//! are derived.
+//!
+//! Serialization is deterministic (struct field order, sorted maps), so writing the same
+//! facts twice produces the same bytes and the store records no change: that is what keeps
+//! the echo of our own writes silent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use state::{EmailFacts, ObjectId};
+
+/// A JMAP Mailbox (RFC 8621 §2) and where it lives upstream. Counts are not stored here:
+/// the store keeps them (`Store::mailbox_counts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxRecord {
+    pub id: String,
+    /// Upstream's name for it (IMAP full mailbox name, EAS ServerId).
+    pub remote_id: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub role: Option<String>,
+    pub sort_order: u32,
+    pub is_subscribed: bool,
+    /// False for hierarchy placeholders that cannot hold messages.
+    pub selectable: bool,
+}
+
+impl MailboxRecord {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<MailboxRecord> {
+        serde_json::from_slice(b).ok()
+    }
+}
+
+/// An address as RFC 8621 §4.1.2.3 `EmailAddress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAddress {
+    pub name: Option<String>,
+    pub email: String,
+}
+
+/// The copies of an Email in one mailbox: upstream uid → that copy's keywords.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxCopies {
+    /// The mailbox's reset epoch when these uids were reported; copies from an older epoch
+    /// are stale (UIDVALIDITY changed) until re-announced.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u32,
+    pub uids: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A JMAP Email (RFC 8621 §4) as synced: metadata, the header fields JMAP exposes, and its
+/// upstream locations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailRecord {
+    pub id: String,
+    pub thread_id: String,
+    /// The adapter's content fingerprint the id derives from.
+    pub fingerprint: String,
+    /// JMAP mailbox id → copies there. The Email's mailboxIds are the keys.
+    pub locations: BTreeMap<String, MailboxCopies>,
+    pub received_at: i64,
+    pub sent_at: Option<i64>,
+    pub size: u64,
+    pub message_id: Vec<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub subject: Option<String>,
+    pub from: Vec<EmailAddress>,
+    pub sender: Vec<EmailAddress>,
+    pub reply_to: Vec<EmailAddress>,
+    pub to: Vec<EmailAddress>,
+    pub cc: Vec<EmailAddress>,
+    pub bcc: Vec<EmailAddress>,
+    pub preview: String,
+    pub has_attachment: bool,
+    /// The raw header section, base64 (it may hold 8-bit bytes that are not UTF-8).
+    pub header_block: String,
+}
+
+impl EmailRecord {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<EmailRecord> {
+        serde_json::from_slice(b).ok()
+    }
+
+    /// The Email's keywords: the union over its copies (a copy marked `$seen` makes the
+    /// Email seen; writes go to every copy, so they agree again after our own changes).
+    pub fn keywords(&self) -> BTreeSet<String> {
+        self.locations
+            .values()
+            .flat_map(|c| c.uids.values().flatten().cloned())
+            .collect()
+    }
+
+    pub fn mailbox_ids(&self) -> impl Iterator<Item = &str> {
+        self.locations.keys().map(String::as_str)
+    }
+
+    pub fn header_bytes(&self) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.header_block)
+            .unwrap_or_default()
+    }
+
+    /// The facts the store indexes.
+    pub fn facts(&self) -> EmailFacts {
+        EmailFacts {
+            mailbox_ids: self
+                .locations
+                .keys()
+                .filter_map(|m| ObjectId::new(m.clone()).ok())
+                .collect(),
+            thread_id: ObjectId::new(self.thread_id.clone()).ok(),
+            received_at: self.received_at,
+            sent_at: self.sent_at,
+            size: self.size,
+            keywords: self.keywords().into_iter().collect(),
+        }
+    }
+
+    /// (JMAP mailbox id, uid) of every copy.
+    pub fn copies(&self) -> Vec<(String, String)> {
+        self.locations
+            .iter()
+            .flat_map(|(m, c)| c.uids.keys().map(move |u| (m.clone(), u.clone())))
+            .collect()
+    }
+}
+
+fn digest(domain: &str, input: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(domain.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(input);
+    let d = ctx.finish();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d.as_ref()[..18])
+}
+
+/// The Email id for an adapter fingerprint: the same fingerprint gives the same id in every
+/// mailbox, after every restart and after a full rebuild of the store.
+pub fn email_id(fingerprint: &str) -> ObjectId {
+    ObjectId::new(format!("E{}", digest("email", fingerprint.as_bytes())))
+        .unwrap_or_else(|_| unreachable_id())
+}
+
+/// A thread id for an upstream thread hint (THREADID, ConversationId).
+pub fn thread_id_for_hint(hint: &str) -> String {
+    format!("T{}", digest("thread-hint", hint.as_bytes()))
+}
+
+/// The thread id a new thread started by `email` gets.
+pub fn thread_id_for_email(email: &ObjectId) -> String {
+    format!("T{}", email.as_str().trim_start_matches('E'))
+}
+
+/// A Mailbox id for a remote mailbox; `salt` > 0 when the plain one is taken (a name reused
+/// after a rename).
+pub fn mailbox_id(remote_id: &str, salt: u32) -> ObjectId {
+    let input = if salt == 0 {
+        remote_id.to_owned()
+    } else {
+        format!("{remote_id}\0{salt}")
+    };
+    ObjectId::new(format!("M{}", &digest("mailbox", input.as_bytes())[..16]))
+        .unwrap_or_else(|_| unreachable_id())
+}
+
+/// Ids built above are always valid; this keeps the code free of unwrap.
+fn unreachable_id() -> ObjectId {
+    ObjectId::new("invalid").unwrap_or_else(|_| unreachable_id())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_valid() {
+        let a = email_id("h:abc");
+        assert_eq!(a, email_id("h:abc"));
+        assert_ne!(a, email_id("h:abd"));
+        assert!(a.as_str().starts_with('E') && a.as_str().len() == 25);
+        assert_eq!(thread_id_for_email(&a).len(), 25);
+        assert_ne!(mailbox_id("INBOX", 0), mailbox_id("INBOX", 1));
+        assert!(mailbox_id("Ünïcode/x", 0).as_str().len() == 17);
+    }
+}

@@ -1,0 +1,266 @@
+//! A read-modify-write transaction over the blocking store: reads see the store overlaid
+//! with this transaction's own writes, and everything becomes one [`state::Commit`].
+//!
+//! Besides objects, the driver keeps a few private indexes (uid → Email, Message-ID →
+//! thread, ...). The store has no general key-value space, so they live as named sync
+//! cursors, which are written atomically in the same batch as the objects. See [`names`].
+
+use std::collections::HashMap;
+
+use state::{AccountId, Commit, DataType, EmailQuery, EmailSort, EmailSource, ObjectId, Store};
+
+use crate::records::{EmailRecord, MailboxRecord};
+
+/// Names of the driver's private entries in the store's sync-cursor space.
+pub(crate) mod names {
+    use base64::Engine;
+
+    fn short_hash(s: &str) -> String {
+        let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d.as_ref()[..15])
+    }
+
+    /// The adapter's opaque cursor of a mailbox.
+    pub fn sync(mailbox: &str) -> Vec<u8> {
+        format!("sync/{mailbox}").into_bytes()
+    }
+    /// Which Email a (mailbox, uid) holds.
+    pub fn loc(mailbox: &str, uid: &str) -> Vec<u8> {
+        format!("loc/{mailbox}/{uid}").into_bytes()
+    }
+    /// The thread of a Message-ID (seen or referenced).
+    pub fn msgid(id: &str) -> Vec<u8> {
+        format!("mid/{}", short_hash(&id.to_ascii_lowercase())).into_bytes()
+    }
+    /// A thread merged into another.
+    pub fn alias(thread: &str) -> Vec<u8> {
+        format!("tal/{thread}").into_bytes()
+    }
+    /// The base subject of a thread.
+    pub fn subject(thread: &str) -> Vec<u8> {
+        format!("tsub/{thread}").into_bytes()
+    }
+    /// A mailbox's reset epoch (bumped when upstream voids its uids).
+    pub fn epoch(mailbox: &str) -> Vec<u8> {
+        format!("ep/{mailbox}").into_bytes()
+    }
+    /// Present while a reset pass of the mailbox has not completed.
+    pub fn resetting(mailbox: &str) -> Vec<u8> {
+        format!("rs/{mailbox}").into_bytes()
+    }
+    /// The mailbox's identity across renames, as the adapter last reported it.
+    pub fn identity(mailbox: &str) -> Vec<u8> {
+        format!("mbid/{mailbox}").into_bytes()
+    }
+}
+
+/// What a transaction changed, for progress and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxStats {
+    pub emails_written: u64,
+    pub emails_destroyed: u64,
+}
+
+pub(crate) struct Tx<'s> {
+    pub store: &'s Store,
+    pub account: AccountId,
+    emails: HashMap<String, Option<EmailRecord>>,
+    email_order: Vec<String>,
+    mailboxes: HashMap<String, Option<MailboxRecord>>,
+    mailbox_order: Vec<String>,
+    kv: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    kv_order: Vec<Vec<u8>>,
+    /// Emails given a thread in this transaction, per thread (not yet in the store's index).
+    pub thread_members: HashMap<String, Vec<String>>,
+    pub stats: TxStats,
+}
+
+impl<'s> Tx<'s> {
+    pub fn new(store: &'s Store, account: AccountId) -> Tx<'s> {
+        Tx {
+            store,
+            account,
+            emails: HashMap::new(),
+            email_order: Vec::new(),
+            mailboxes: HashMap::new(),
+            mailbox_order: Vec::new(),
+            kv: HashMap::new(),
+            kv_order: Vec::new(),
+            thread_members: HashMap::new(),
+            stats: TxStats::default(),
+        }
+    }
+
+    pub fn email(&mut self, id: &str) -> state::Result<Option<EmailRecord>> {
+        if let Some(e) = self.emails.get(id) {
+            return Ok(e.clone());
+        }
+        let Ok(oid) = ObjectId::new(id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .get(self.account, DataType::Email, &oid)?
+            .and_then(|b| EmailRecord::from_bytes(&b)))
+    }
+
+    pub fn put_email(&mut self, rec: EmailRecord) {
+        let id = rec.id.clone();
+        if !self.emails.contains_key(&id) {
+            self.email_order.push(id.clone());
+        }
+        self.emails.insert(id, Some(rec));
+    }
+
+    pub fn destroy_email(&mut self, id: &str) {
+        if !self.emails.contains_key(id) {
+            self.email_order.push(id.to_owned());
+        }
+        self.emails.insert(id.to_owned(), None);
+    }
+
+    pub fn put_mailbox(&mut self, rec: MailboxRecord) {
+        let id = rec.id.clone();
+        if !self.mailboxes.contains_key(&id) {
+            self.mailbox_order.push(id.clone());
+        }
+        self.mailboxes.insert(id, Some(rec));
+    }
+
+    pub fn destroy_mailbox(&mut self, id: &str) {
+        if !self.mailboxes.contains_key(id) {
+            self.mailbox_order.push(id.to_owned());
+        }
+        self.mailboxes.insert(id.to_owned(), None);
+    }
+
+    pub fn get(&mut self, name: &[u8]) -> state::Result<Option<Vec<u8>>> {
+        if let Some(v) = self.kv.get(name) {
+            return Ok(v.clone());
+        }
+        self.store.cursor(self.account, name)
+    }
+
+    pub fn get_str(&mut self, name: &[u8]) -> state::Result<Option<String>> {
+        Ok(self.get(name)?.and_then(|v| String::from_utf8(v).ok()))
+    }
+
+    pub fn set(&mut self, name: Vec<u8>, value: impl Into<Vec<u8>>) {
+        if !self.kv.contains_key(&name) {
+            self.kv_order.push(name.clone());
+        }
+        self.kv.insert(name, Some(value.into()));
+    }
+
+    pub fn del(&mut self, name: Vec<u8>) {
+        if !self.kv.contains_key(&name) {
+            self.kv_order.push(name.clone());
+        }
+        self.kv.insert(name, None);
+    }
+
+    /// Ids of the Emails in a mailbox: committed ones from the store's index, plus those
+    /// this transaction placed there.
+    pub fn emails_in(&mut self, mailbox: &str) -> state::Result<Vec<String>> {
+        let mut out = Vec::new();
+        if let Ok(m) = ObjectId::new(mailbox) {
+            let q = EmailQuery {
+                source: EmailSource::Mailbox(m),
+                sort: EmailSort::ReceivedAt,
+                ascending: true,
+                collapse_threads: false,
+                position: 0,
+                anchor: None,
+                anchor_offset: 0,
+                limit: None,
+            };
+            out = self
+                .store
+                .query_emails(self.account, &q)?
+                .ids
+                .into_iter()
+                .map(|i| i.as_str().to_owned())
+                .collect();
+        }
+        for (id, rec) in &self.emails {
+            if rec
+                .as_ref()
+                .is_some_and(|r| r.locations.contains_key(mailbox))
+                && !out.contains(id)
+            {
+                out.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Emails of a thread: committed ones plus those this transaction put in it.
+    pub fn thread_emails(&mut self, thread: &str) -> state::Result<Vec<String>> {
+        let mut out: Vec<String> = match ObjectId::new(thread) {
+            Ok(t) => self
+                .store
+                .thread_email_ids(self.account, &t)?
+                .into_iter()
+                .map(|i| i.as_str().to_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for id in self.thread_members.get(thread).into_iter().flatten() {
+            if !out.contains(id) {
+                out.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn into_commit(self) -> (Commit, TxStats) {
+        let mut c = Commit::new(self.account);
+        let mut stats = self.stats;
+        let mut emails = self.emails;
+        for id in self.email_order {
+            let Ok(oid) = ObjectId::new(id.clone()) else {
+                continue;
+            };
+            match emails.remove(&id) {
+                Some(Some(rec)) => {
+                    stats.emails_written += 1;
+                    let facts = rec.facts();
+                    c.put_email(oid, rec.to_bytes(), facts);
+                }
+                Some(None) => {
+                    stats.emails_destroyed += 1;
+                    c.destroy(DataType::Email, oid);
+                }
+                None => {}
+            }
+        }
+        let mut mailboxes = self.mailboxes;
+        for id in self.mailbox_order {
+            let Ok(oid) = ObjectId::new(id.clone()) else {
+                continue;
+            };
+            match mailboxes.remove(&id) {
+                Some(Some(rec)) => {
+                    c.put(DataType::Mailbox, oid, rec.to_bytes());
+                }
+                Some(None) => {
+                    c.destroy(DataType::Mailbox, oid);
+                }
+                None => {}
+            }
+        }
+        let mut kv = self.kv;
+        for name in self.kv_order {
+            match kv.remove(&name) {
+                Some(Some(v)) => {
+                    c.set_cursor(name, v);
+                }
+                Some(None) => {
+                    c.clear_cursor(name);
+                }
+                None => {}
+            }
+        }
+        (c, stats)
+    }
+}
