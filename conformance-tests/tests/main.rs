@@ -3,4 +3,7 @@
 
 mod dovecot;
 mod eas_adapter;
+mod imap_support;
+mod imap_sync;
+mod passthrough;
 mod sogo;

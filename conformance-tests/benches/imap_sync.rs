@@ -1,0 +1,308 @@
+//! IMAP sync benchmark against a real Dovecot: prints numbers, asserts nothing about time.
+//!
+//! 1. Initial sync of N messages by the gateway (adapter + driver + RocksDB store, default
+//!    durability) vs a bare metadata `UID FETCH 1:*` of the same items by a raw client on
+//!    the same server; both times and their ratio (issue 5's target: ≤ 1.5×).
+//! 2. Latency from an APPEND by another client to the change committed in the store, next
+//!    to the latency a bare client IDLEing on the same mailbox sees (the floor); p50/p99.
+//!
+//! Run (release build; starts a private Dovecot through scripts/test-servers/dovecot.sh and
+//! loads it with N synthetic messages over 4 pipelined connections):
+//!
+//! ```text
+//! cargo bench -p conformance-tests --bench imap_sync -- --messages 100000 --samples 200
+//! ```
+//!
+//! Options: `--messages N` (default 100000), `--samples K` (latency samples, default 200),
+//! `--batch B` (adapter batch size, default 500), `--buffered` (store without fsync, to see
+//! what durability costs).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../tests/imap_support.rs"]
+#[allow(dead_code)]
+mod imap_support;
+
+use std::time::{Duration, Instant};
+
+use imap::ImapOptions;
+use imap_support::{Harness, PASSWORD, PrivateDovecot, USER};
+use state::DataType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER] PREVIEW";
+
+/// A raw IMAP client: just enough to log in, send commands and read framed responses.
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+    tag: u32,
+}
+
+impl Raw {
+    async fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut r = Raw {
+            s,
+            buf: Vec::new(),
+            tag: 0,
+        };
+        r.next().await; // greeting
+        r.run(&format!("LOGIN {USER} {PASSWORD}")).await;
+        r
+    }
+
+    async fn next(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(n) = imap::proto::frame_len(&self.buf).unwrap() {
+                return self.buf.drain(..n).collect();
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn send(&mut self, cmd: &[u8]) -> String {
+        self.tag += 1;
+        let tag = format!("b{}", self.tag);
+        let mut line = format!("{tag} ").into_bytes();
+        line.extend_from_slice(cmd);
+        line.extend_from_slice(b"\r\n");
+        self.s.write_all(&line).await.unwrap();
+        tag
+    }
+
+    /// Runs a command; returns the number of untagged responses.
+    async fn run(&mut self, cmd: &str) -> usize {
+        let tag = self.send(cmd.as_bytes()).await;
+        let mut n = 0;
+        loop {
+            let r = self.next().await;
+            if r.starts_with(format!("{tag} ").as_bytes()) {
+                assert!(
+                    r.starts_with(format!("{tag} OK").as_bytes()),
+                    "{}",
+                    String::from_utf8_lossy(&r)
+                );
+                return n;
+            }
+            n += 1;
+        }
+    }
+}
+
+fn synthetic(i: usize) -> Vec<u8> {
+    let thread = i / 5;
+    let mut m = format!(
+        "From: Sender {} <sender{}@example.test>\r\nTo: {USER} <{USER}@example.test>\r\n\
+         Subject: {}Bench thread {thread}\r\nDate: Thu, 01 Jan 2026 10:00:00 +0000\r\n\
+         Message-ID: <bench-{thread}-{}@example.test>\r\n",
+        i % 17,
+        i % 17,
+        if i.is_multiple_of(5) { "" } else { "Re: " },
+        i % 5
+    );
+    if !i.is_multiple_of(5) {
+        m.push_str(&format!(
+            "In-Reply-To: <bench-{thread}-0@example.test>\r\nReferences: <bench-{thread}-0@example.test>\r\n"
+        ));
+    }
+    m.push_str(&format!(
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBody of bench message {i}.\r\n{}",
+        "Some more text to make the body a little longer.\r\n".repeat(10)
+    ));
+    m.into_bytes()
+}
+
+/// Loads `n` messages with pipelined MULTIAPPEND (LITERAL+) over 4 connections.
+async fn seed(port: u16, n: usize) {
+    let start = Instant::now();
+    let per_conn = n.div_ceil(4);
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        let from = c * per_conn;
+        let to = ((c + 1) * per_conn).min(n);
+        tasks.push(tokio::spawn(async move {
+            let mut r = Raw::connect(port).await;
+            let mut i = from;
+            while i < to {
+                let end = (i + 500).min(to);
+                let mut cmd = b"APPEND INBOX".to_vec();
+                for j in i..end {
+                    let m = synthetic(j);
+                    cmd.extend_from_slice(format!(" {{{}+}}\r\n", m.len()).as_bytes());
+                    cmd.extend_from_slice(&m);
+                }
+                let tag = r.send(&cmd).await;
+                loop {
+                    let resp = r.next().await;
+                    if resp.starts_with(format!("{tag} ").as_bytes()) {
+                        assert!(resp.starts_with(format!("{tag} OK").as_bytes()));
+                        break;
+                    }
+                }
+                i = end;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!(
+        "seeded {n} messages in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+async fn bare_fetch(port: u16) -> (Duration, usize) {
+    let mut r = Raw::connect(port).await;
+    r.run("EXAMINE INBOX").await;
+    let start = Instant::now();
+    let n = r.run(&format!("UID FETCH 1:* ({ITEMS})")).await;
+    (start.elapsed(), n)
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+#[tokio::main]
+async fn main() {
+    // RUST_LOG=jmap_mail=debug,imap=debug shows the driver's and the adapter's steps.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut messages = 100_000usize;
+    let mut samples = 200usize;
+    let mut batch = 500usize;
+    let mut buffered = false;
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let val = || args.get(i + 1).and_then(|v| v.parse().ok());
+        match args[i].as_str() {
+            "--messages" => messages = val().expect("--messages N"),
+            "--samples" => samples = val().expect("--samples K"),
+            "--batch" => batch = val().expect("--batch B"),
+            "--buffered" => {
+                buffered = true;
+                i += 1;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    let d = PrivateDovecot::start();
+    seed(d.imap_port, messages).await;
+
+    // Warm Dovecot's caches (PREVIEW, header cache) once, then time both fairly.
+    let (warm, _) = bare_fetch(d.imap_port).await;
+    eprintln!("warm-up bare FETCH: {:.2} s", warm.as_secs_f64());
+    let (bare, fetched) = bare_fetch(d.imap_port).await;
+    assert_eq!(fetched, messages);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = state::AsyncStore::new(std::sync::Arc::new(
+        state::Store::open(
+            dir.path(),
+            state::StoreConfig {
+                durability: if buffered {
+                    state::Durability::Buffered
+                } else {
+                    state::Durability::default()
+                },
+                ..state::StoreConfig::default()
+            },
+        )
+        .unwrap(),
+    ));
+    let opts = ImapOptions {
+        batch_size: batch,
+        ..ImapOptions::default()
+    };
+    let mut h = Harness::with_store(d.server(), opts, store, tempfile::tempdir().unwrap());
+    let start = Instant::now();
+    h.sync.sync_all().await.unwrap();
+    let gateway = start.elapsed();
+    let emails = h.emails().await.len();
+    assert_eq!(emails, messages);
+
+    println!("initial sync of {messages} messages (batch {batch}):");
+    println!("  bare metadata FETCH : {:8.2} s", bare.as_secs_f64());
+    println!("  gateway initial sync: {:8.2} s", gateway.as_secs_f64());
+    println!(
+        "  ratio               : {:8.2}x",
+        gateway.as_secs_f64() / bare.as_secs_f64()
+    );
+
+    // Latency: the driver runs (NOTIFY push); a bare client IDLEs on the INBOX.
+    h.start().await;
+    let mut idler = Raw::connect(d.imap_port).await;
+    idler.run("EXAMINE INBOX").await;
+    let idle_tag = idler.send(b"IDLE").await;
+    assert!(idler.next().await.starts_with(b"+"));
+    let mut appender = Raw::connect(d.imap_port).await;
+    let mut states = h.store.subscribe(h.account).await.unwrap();
+    let mut floor = Vec::with_capacity(samples);
+    let mut ours = Vec::with_capacity(samples);
+    for k in 0..samples {
+        let before = states.borrow_and_update().get(DataType::Email);
+        let m = synthetic(messages + k);
+        let t0 = Instant::now();
+        let mut cmd = format!("APPEND INBOX {{{}+}}\r\n", m.len()).into_bytes();
+        cmd.extend_from_slice(&m);
+        let tag = appender.send(&cmd).await;
+        let idle = async {
+            loop {
+                let r = idler.next().await;
+                if r.windows(6).any(|w| w == b"EXISTS") {
+                    return t0.elapsed();
+                }
+            }
+        };
+        let store = async {
+            loop {
+                states.changed().await.unwrap();
+                if states.borrow_and_update().get(DataType::Email) != before {
+                    return t0.elapsed();
+                }
+            }
+        };
+        let (a, b) = tokio::join!(idle, store);
+        floor.push(a);
+        ours.push(b);
+        loop {
+            let r = appender.next().await;
+            if r.starts_with(format!("{tag} ").as_bytes()) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = idler.s.write_all(b"DONE\r\n").await;
+    let _ = idle_tag;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("APPEND → visible, {samples} samples:");
+    println!(
+        "  bare IDLE client (floor): p50 {:7.1} ms  p99 {:7.1} ms",
+        ms(percentile(&mut floor, 0.5)),
+        ms(percentile(&mut floor, 0.99))
+    );
+    println!(
+        "  gateway store commit    : p50 {:7.1} ms  p99 {:7.1} ms",
+        ms(percentile(&mut ours, 0.5)),
+        ms(percentile(&mut ours, 0.99))
+    );
+    h.stop().await;
+}

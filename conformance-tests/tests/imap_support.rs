@@ -1,0 +1,350 @@
+//! Shared set-up for the IMAP sync tests: a private Dovecot per test (so each test owns its
+//! users, mailboxes and NOTIFY events, and may kill its server), a state store in a temp
+//! folder, the adapter and the sync driver, and an independent IMAP client (async-imap).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use imap::{Credentials, ImapAccount, ImapOptions, ImapServer, ImapSession, Security};
+use jmap_mail::{AccountSync, EmailRecord, MailboxRecord, SyncOptions};
+use state::{AccountId, AsyncStore, DataType, Durability, ObjectId, Store, StoreConfig};
+
+pub const USER: &str = "tester";
+pub const PASSWORD: &str = "tester-pw";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// A Dovecot of this test's own (scripts/test-servers/dovecot.sh with a private folder and
+/// ports), stopped and removed on drop.
+#[derive(Debug)]
+pub struct PrivateDovecot {
+    pub dir: PathBuf,
+    pub imap_port: u16,
+    pub imaps_port: u16,
+}
+
+impl PrivateDovecot {
+    pub fn start() -> PrivateDovecot {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let mut last_error = String::new();
+        // A port picked as free may be taken by a parallel test before Dovecot binds it.
+        for _ in 0..3 {
+            let dir = std::env::temp_dir().join(format!(
+                "imap-sync-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            let d = PrivateDovecot {
+                dir,
+                imap_port: free_port(),
+                imaps_port: free_port(),
+            };
+            match d.try_script("start") {
+                Ok(()) => return d,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start a private Dovecot: {last_error}");
+    }
+
+    fn try_script(&self, action: &str) -> Result<(), String> {
+        let out = Command::new(repo_root().join("scripts/test-servers/dovecot.sh"))
+            .arg(action)
+            .env("DOVECOT_DIR", &self.dir)
+            .env("DOVECOT_IMAP_PORT", self.imap_port.to_string())
+            .env("DOVECOT_IMAPS_PORT", self.imaps_port.to_string())
+            .env("DOVECOT_USERS", format!("{USER}:{PASSWORD}"))
+            .output()
+            .map_err(|e| format!("running scripts/test-servers/dovecot.sh: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "dovecot.sh {action} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn script(&self, action: &str) {
+        if let Err(e) = self.try_script(action) {
+            panic!("{e}");
+        }
+    }
+
+    /// Stops the server (all its connections drop) and starts it again on the same ports.
+    pub fn restart(&self) {
+        self.script("stop");
+        self.script("start");
+    }
+
+    pub fn server(&self) -> ImapServer {
+        ImapServer::new("127.0.0.1", self.imap_port, Security::Plain)
+    }
+}
+
+impl Drop for PrivateDovecot {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/test-servers/dovecot.sh"))
+            .arg("stop")
+            .env("DOVECOT_DIR", &self.dir)
+            .env("DOVECOT_IMAP_PORT", self.imap_port.to_string())
+            .env("DOVECOT_IMAPS_PORT", self.imaps_port.to_string())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn creds() -> Credentials {
+    Credentials {
+        username: USER.into(),
+        password: upstream::Secret::new(PASSWORD.into()),
+    }
+}
+
+/// The independent client: async-imap, a different IMAP implementation from the adapter's.
+pub async fn other_client(server: &ImapServer) -> ImapSession {
+    imap::connect(server, &creds()).await.unwrap()
+}
+
+pub async fn append(c: &mut ImapSession, mailbox: &str, flags: &str, raw: &[u8]) {
+    let flags = (!flags.is_empty()).then(|| format!("({flags})"));
+    c.append(mailbox, flags.as_deref(), None, raw)
+        .await
+        .unwrap();
+}
+
+/// (uid, flags, header block) of every message of a mailbox, by the independent client.
+pub async fn upstream_messages(
+    c: &mut ImapSession,
+    mailbox: &str,
+) -> Vec<(u32, Vec<String>, Vec<u8>)> {
+    c.select(mailbox).await.unwrap();
+    let fetches: Vec<_> = c
+        .uid_fetch("1:*", "(UID FLAGS BODY.PEEK[HEADER])")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut out: Vec<_> = fetches
+        .iter()
+        .filter_map(|f| {
+            Some((
+                f.uid?,
+                f.flags().map(|fl| format!("{fl:?}")).collect(),
+                f.header()?.to_vec(),
+            ))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A store, an adapter and a driver for one account.
+pub struct Harness {
+    pub store: AsyncStore,
+    pub account: AccountId,
+    pub imap: Arc<ImapAccount>,
+    pub sync: AccountSync,
+    pub _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn open_store(path: &std::path::Path) -> AsyncStore {
+    let cfg = StoreConfig {
+        durability: Durability::Buffered,
+        ..StoreConfig::default()
+    };
+    AsyncStore::new(Arc::new(Store::open(path, cfg).unwrap()))
+}
+
+impl Harness {
+    pub fn new(server: ImapServer, opts: ImapOptions) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        Harness::with_store(server, opts, store, dir)
+    }
+
+    pub fn with_store(
+        server: ImapServer,
+        opts: ImapOptions,
+        store: AsyncStore,
+        dir: tempfile::TempDir,
+    ) -> Harness {
+        let account = AccountId(1);
+        let imap = Arc::new(ImapAccount::new(server, creds(), opts));
+        let sync = AccountSync::new(
+            store.clone(),
+            account,
+            imap.clone(),
+            SyncOptions {
+                wait_timeout: Duration::from_secs(30),
+                retry_initial: Duration::from_millis(100),
+                retry_max: Duration::from_secs(2),
+            },
+        );
+        Harness {
+            store,
+            account,
+            imap,
+            sync,
+            _dir: dir,
+            shutdown: None,
+            task: None,
+        }
+    }
+
+    /// Starts the driver loop and waits for its first full round.
+    pub async fn start(&mut self) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.task = Some(tokio::spawn(self.sync.clone().run(rx)));
+        self.shutdown = Some(tx);
+        let mut progress = self.sync.watch_progress();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while progress.borrow_and_update().rounds == 0 {
+                progress.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the first sync round did not finish within 60 s");
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.imap.shutdown().await;
+    }
+
+    pub async fn state(&self, t: DataType) -> String {
+        self.store.state(self.account, t).await.unwrap().to_string()
+    }
+
+    pub async fn changes(&self, t: DataType, since: &str) -> state::Changes {
+        self.store
+            .changes(self.account, t, since.to_owned(), None)
+            .await
+            .unwrap()
+    }
+
+    pub async fn emails(&self) -> Vec<EmailRecord> {
+        let a = self.account;
+        self.store
+            .run(move |s| {
+                let (_, ids) = s.ids(a, DataType::Email)?;
+                let (_, blobs) = s.get_many(a, DataType::Email, &ids)?;
+                Ok(blobs
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| EmailRecord::from_bytes(&b))
+                    .collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn mailboxes(&self) -> Vec<MailboxRecord> {
+        let a = self.account;
+        self.store
+            .run(move |s| {
+                let (_, ids) = s.ids(a, DataType::Mailbox)?;
+                let (_, blobs) = s.get_many(a, DataType::Mailbox, &ids)?;
+                Ok(blobs
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| MailboxRecord::from_bytes(&b))
+                    .collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn mailbox(&self, remote: &str) -> Option<MailboxRecord> {
+        self.mailboxes()
+            .await
+            .into_iter()
+            .find(|m| m.remote_id == remote)
+    }
+
+    pub async fn email(&self, id: &str) -> Option<EmailRecord> {
+        self.sync.email(&ObjectId::new(id).unwrap()).await.unwrap()
+    }
+
+    /// Waits until `cond` holds on the store's Emails, at most `limit`; returns the time.
+    pub async fn wait_emails(
+        &self,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&[EmailRecord]) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            if cond(&self.emails().await) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what}: not in the store after {limit:?}; emails: {:#?}",
+                self.emails()
+                    .await
+                    .iter()
+                    .map(|e| (&e.id, &e.subject, &e.locations))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_mailboxes(
+        &self,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&[MailboxRecord]) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            if cond(&self.mailboxes().await) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what}: not in the store after {limit:?}: {:#?}",
+                self.mailboxes().await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A small RFC 5322 message.
+pub fn message(subject: &str, msgid: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\nSubject: {subject}\r\n\
+         Date: Thu, 01 Jan 2026 10:00:00 +0000\r\nMessage-ID: <{msgid}>\r\n{extra_headers}\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
