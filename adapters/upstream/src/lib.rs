@@ -4,6 +4,7 @@
 //! protocol. It also holds what every adapter and the configuration share: [`Secret`] for
 //! credentials and the verified TLS client settings in [`tls`].
 
+pub mod civil;
 mod contract;
 mod model;
 mod secret;
