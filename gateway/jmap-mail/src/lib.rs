@@ -1,6 +1,7 @@
 //! `jmap-mail`: the JMAP Mail (RFC 8621) side of the gateway that knows no upstream protocol.
 //!
-//! For now it holds the stored records ([`MailboxRecord`], [`EmailRecord`]) and the sync
+//! It holds the RFC 8621 methods ([`methods`], generic over the gateway's account
+//! directory), the stored records ([`MailboxRecord`], [`EmailRecord`]) and the sync
 //! driver ([`AccountSync`]) that turns an adapter's output into `state` commits:
 //!
 //! - **Ids.** Email id = digest of the adapter's fingerprint, so the same message is the
@@ -26,6 +27,7 @@
 mod apply;
 mod driver;
 mod headers;
+pub mod methods;
 mod records;
 mod tx;
 
