@@ -25,7 +25,9 @@
 //! Invariant: nothing here knows IMAP or EAS; only the [`upstream::Upstream`] contract.
 
 mod apply;
+pub mod body;
 mod driver;
+pub mod header_forms;
 mod headers;
 pub mod methods;
 mod records;
