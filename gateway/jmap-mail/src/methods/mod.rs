@@ -17,6 +17,8 @@ mod thread;
 mod vacation;
 
 #[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
 pub(crate) mod testing;
 
 use std::sync::Arc;
