@@ -31,6 +31,7 @@ pub mod header_forms;
 mod headers;
 pub mod methods;
 mod records;
+pub mod smtp;
 mod tx;
 
 pub use apply::BatchApplied;

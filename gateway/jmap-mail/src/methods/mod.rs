@@ -29,7 +29,9 @@ use state::{AccountId, AsyncStore};
 use crate::AccountSync;
 
 pub use common::{jmap_id, object_id, store_error, sync_error};
+pub use quota::{QuotaInfo, QuotaResource};
 pub use submission::{SubmitError, SubmitReceipt, Submitter};
+pub use vacation::{VacationBackend, VacationSettings};
 
 /// The JMAP Mail capability URI (RFC 8621 §1.3.1).
 pub const MAIL: &str = "urn:ietf:params:jmap:mail";
@@ -54,6 +56,14 @@ pub trait MailAccount: Clone + Send + Sync + 'static {
     /// Where EmailSubmission sends through, if the account can send.
     fn submitter(&self) -> Option<&Arc<dyn Submitter>> {
         None
+    }
+    /// Where VacationResponse/set pushes the setting (EAS Oof, Sieve), if anywhere.
+    fn vacation(&self) -> Option<&Arc<dyn VacationBackend>> {
+        None
+    }
+    /// The account's quotas as last learned from upstream (RFC 9425); read, never fetched.
+    fn quotas(&self) -> Vec<QuotaInfo> {
+        Vec::new()
     }
 }
 

@@ -1,9 +1,47 @@
-//! EmailSubmission (RFC 8621 §7). (methods to be written)
+//! EmailSubmission (RFC 8621 §7): get, changes, query, queryChanges and set over records kept
+//! in the store (`DataType::EmailSubmission`), sending through the account's [`Submitter`].
+//!
+//! A create sends at once (there is no delayed send, so `undoStatus` is `final` from the start
+//! and canceling is `cannotUnsend`). Before anything is sent: the Identity and Email must exist
+//! (else `invalidProperties`), the From header must be the Identity's address
+//! (`forbiddenFrom`), the envelope is checked or derived from the headers (§7.5:
+//! `forbiddenMailFrom`, `noRecipients`, `tooManyRecipients`, `invalidRecipients`,
+//! `invalidEmail`). The Bcc header field is removed from what is sent.
+//!
+//! Outcomes of the send: success stores the record (deliveryStatus `queued` per recipient with
+//! the server's reply); a refusal is `forbiddenToSend` or `invalidRecipients`; an unreachable
+//! server is `serverUnavailable` (nothing sent); an outcome that is unknown (the connection
+//! broke after the message data) is reported as `serverFail` saying it *may* have been sent,
+//! and is never retried, by us or by the implicit Email/set (which is skipped for it).
+//!
+//! Sent copy: unless the submitter files its own ([`Submitter::files_sent_copy`], EAS), the
+//! sent message (Bcc kept) is appended, `$seen`, to the mailbox with role `sent`, except when
+//! the Email is already there or this call's `onSuccessUpdateEmail` puts it there.
+//!
+//! `onSuccessUpdateEmail` / `onSuccessDestroyEmail` become one implicit Email/set response,
+//! done through the sync driver (keywords, mailbox moves/copies/deletes, destroy).
 
-use jmap_engine::{AccountDirectory, Engine};
-use upstream::{BoxFuture, Envelope};
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::MailAccount;
+use jmap_engine::standard::{
+    AddedItem, Filter, QueryChangesRequest, QueryChangesResponse, QueryRequest, SetRequest,
+    SetResponse,
+};
+use jmap_engine::{
+    AccountDirectory, Arguments, Engine, ExtraArguments, Handler, HandlerFuture, Id, IdRef,
+    MethodCall, MethodError, MethodOutput, NoExtra, PatchObject, SetError, SetErrorType,
+    UnsignedInt, UtcDate,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use state::{Commit, DataType, ObjectId};
+use upstream::{BoxFuture, Envelope, WriteOp};
+
+use super::identity::{
+    identity, load_all, load_one, new_id, only_properties, stored_changes, stored_get,
+};
+use super::{MailAccount, SUBMISSION, store_error};
+use crate::{EmailRecord, SyncError};
 
 /// What a submission produced: the server's reply, kept for deliveryStatus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +75,1045 @@ pub trait Submitter: Send + Sync + std::fmt::Debug {
         envelope: &'a Envelope,
         raw: &'a [u8],
     ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>>;
+
+    /// True when a successful submission already files a copy in the Sent mailbox (EAS
+    /// SendMail with SaveInSentItems). When false, EmailSubmission/set appends the sent message
+    /// to the account's mailbox with role `sent` itself.
+    fn files_sent_copy(&self) -> bool {
+        false
+    }
+}
+
+/// At most this many recipients per submission (RFC 5321 §4.5.3.1.8's minimum a server must
+/// accept).
+pub const MAX_RECIPIENTS: usize = 100;
+/// The largest message sent, in octets.
+pub const MAX_SIZE: u64 = 50 * 1024 * 1024;
+
+const PROPERTIES: [&str; 10] = [
+    "id",
+    "identityId",
+    "emailId",
+    "threadId",
+    "envelope",
+    "sendAt",
+    "undoStatus",
+    "deliveryStatus",
+    "dsnBlobIds",
+    "mdnBlobIds",
+];
+
+// --- /set extra arguments -----------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct SetExtra {
+    on_success_update_email: Option<BTreeMap<IdRef, PatchObject>>,
+    on_success_destroy_email: Option<Vec<IdRef>>,
+}
+
+impl ExtraArguments for SetExtra {
+    fn take(args: &mut Arguments) -> Result<Self, MethodError> {
+        Ok(SetExtra {
+            on_success_update_email: args.optional("onSuccessUpdateEmail")?,
+            on_success_destroy_email: args.optional("onSuccessDestroyEmail")?,
+        })
+    }
+}
+
+// --- envelope ------------------------------------------------------------------------------
+
+fn set_error(t: SetErrorType, description: impl Into<String>) -> SetError {
+    SetError::new(t).with_description(description)
+}
+
+fn unavailable(description: impl Into<String>) -> SetError {
+    set_error(SetErrorType::Other("serverUnavailable".into()), description)
+}
+
+/// A plausible SMTP mailbox: `local@domain`, no spaces, controls or brackets.
+fn valid_address(a: &str) -> bool {
+    let Some((local, domain)) = a.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && domain.contains(|c: char| c.is_alphanumeric())
+        && !a.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';')
+        })
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// The client's envelope: `{mailFrom: Address, rcptTo: Address[]}` without SMTP parameters.
+fn parse_envelope(v: &Value) -> Result<Envelope, SetError> {
+    let bad =
+        |why: &str| SetError::invalid_properties(["envelope"]).with_description(why.to_owned());
+    let Value::Object(o) = v else {
+        return Err(bad("the envelope must be an object"));
+    };
+    if o.keys().any(|k| k != "mailFrom" && k != "rcptTo") {
+        return Err(bad("unknown envelope property"));
+    }
+    let address = |a: &Value| -> Result<String, SetError> {
+        let Value::Object(a) = a else {
+            return Err(bad("an Address must be an object"));
+        };
+        if a.keys().any(|k| k != "email" && k != "parameters") {
+            return Err(bad("unknown Address property"));
+        }
+        match a.get("parameters") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(p)) if p.is_empty() => {}
+            Some(_) => return Err(bad("SMTP parameters are not supported")),
+        }
+        match a.get("email") {
+            Some(Value::String(e)) => Ok(e.clone()),
+            _ => Err(bad("an Address needs an email string")),
+        }
+    };
+    let mail_from = address(o.get("mailFrom").unwrap_or(&Value::Null))?;
+    let Some(Value::Array(rcpts)) = o.get("rcptTo") else {
+        return Err(bad("rcptTo must be an array of Address"));
+    };
+    let rcpt_to = rcpts.iter().map(address).collect::<Result<Vec<_>, _>>()?;
+    Ok(Envelope { mail_from, rcpt_to })
+}
+
+/// How many header fields named `name` the header block has.
+fn header_count(block: &[u8], name: &str) -> usize {
+    block
+        .split(|b| *b == b'\n')
+        .filter(|line| {
+            line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()..].trim_ascii_start().first() == Some(&b':')
+        })
+        .count()
+}
+
+/// The envelope RFC 8621 §7.5 derives from the Email's headers.
+fn derive_envelope(email: &EmailRecord, identity_email: &str) -> Result<Envelope, SetError> {
+    let block = email.header_bytes();
+    let invalid = |p: &str| {
+        set_error(
+            SetErrorType::InvalidEmail,
+            format!("more than one {p} address"),
+        )
+        .with_property("properties", json!([p]))
+    };
+    let mail_from = if header_count(&block, "sender") > 0 {
+        if header_count(&block, "sender") > 1 || email.sender.len() > 1 {
+            return Err(invalid("sender"));
+        }
+        email.sender.first().map(|a| a.email.clone())
+    } else {
+        if header_count(&block, "from") > 1 || email.from.len() > 1 {
+            return Err(invalid("from"));
+        }
+        email.from.first().map(|a| a.email.clone())
+    };
+    let mail_from = match mail_from {
+        Some(a) if same_address(&a, identity_email) => a,
+        _ => identity_email.to_owned(),
+    };
+    let mut seen = BTreeSet::new();
+    let rcpt_to = email
+        .to
+        .iter()
+        .chain(&email.cc)
+        .chain(&email.bcc)
+        .map(|a| a.email.trim().to_owned())
+        .filter(|a| seen.insert(a.to_ascii_lowercase()))
+        .collect();
+    Ok(Envelope { mail_from, rcpt_to })
+}
+
+/// Removes every Bcc header field (with its folded lines) from a raw message.
+pub(crate) fn strip_bcc(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    let mut dropping = false;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        let (line, tail) = rest.split_at(end);
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.is_empty() {
+            // End of the header section: the body goes through untouched.
+            out.extend_from_slice(rest);
+            return out;
+        }
+        let folded = matches!(line.first(), Some(b' ' | b'\t'));
+        if !folded {
+            dropping = header_count(content, "bcc") == 1;
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+        rest = tail;
+    }
+    out
+}
+
+// --- handlers ------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Get,
+    Changes,
+    Query,
+    QueryChanges,
+    Set,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SubmissionMethod(Op);
+
+impl<D> Handler<D> for SubmissionMethod
+where
+    D: AccountDirectory + 'static,
+    D::Account: MailAccount,
+{
+    fn call<'a>(&'a self, call: MethodCall<'a, D>) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let account = call.account()?.clone();
+            let (store, a, t) = (
+                account.store(),
+                account.store_id(),
+                DataType::EmailSubmission,
+            );
+            let output = match self.0 {
+                Op::Get => call.reply(stored_get(&call, store, a, t, &PROPERTIES).await?),
+                Op::Changes => call.reply(stored_changes(&call, store, a, t).await?),
+                Op::Query => call.reply(query(&call, &account).await?),
+                Op::QueryChanges => call.reply(query_changes(&call, &account).await?),
+                Op::Set => set(&call, &account).await?,
+            };
+            Ok(output)
+        })
+    }
+}
+
+// --- query ---------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Condition {
+    identity_ids: Option<Vec<Id>>,
+    email_ids: Option<Vec<Id>>,
+    thread_ids: Option<Vec<Id>>,
+    undo_status: Option<String>,
+    before: Option<UtcDate>,
+    after: Option<UtcDate>,
+}
+
+fn text<'a>(r: &'a Map<String, Value>, k: &str) -> &'a str {
+    r.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn send_at(r: &Map<String, Value>) -> i64 {
+    UtcDate::parse(text(r, "sendAt")).map_or(0, |d| d.timestamp())
+}
+
+fn matches(c: &Condition, r: &Map<String, Value>) -> bool {
+    let within = |list: &Option<Vec<Id>>, k: &str| {
+        list.as_ref()
+            .is_none_or(|l| l.iter().any(|i| i.as_str() == text(r, k)))
+    };
+    within(&c.identity_ids, "identityId")
+        && within(&c.email_ids, "emailId")
+        && within(&c.thread_ids, "threadId")
+        && c.undo_status
+            .as_ref()
+            .is_none_or(|u| u == text(r, "undoStatus"))
+        && c.before.as_ref().is_none_or(|b| send_at(r) < b.timestamp())
+        && c.after.as_ref().is_none_or(|a| send_at(r) >= a.timestamp())
+}
+
+/// The full sorted result list (`sentAt`, the RFC's spelling, and `sendAt` both sort by the
+/// send time).
+async fn results<A: MailAccount>(
+    account: &A,
+    filter: Option<&Filter<Condition>>,
+    sort: Option<&[jmap_engine::standard::Comparator]>,
+    collations: &[String],
+) -> Result<(String, Vec<Id>), MethodError> {
+    let sort = sort.unwrap_or_default();
+    for c in sort {
+        c.check_supported(&["emailId", "threadId", "sentAt", "sendAt"], collations)?;
+    }
+    let (state, mut all) = load_all(
+        account.store(),
+        account.store_id(),
+        DataType::EmailSubmission,
+    )
+    .await?;
+    all.retain(|(_, r)| filter.is_none_or(|f| f.matches(&mut |c| matches(c, r))));
+    all.sort_by(|(ia, a), (ib, b)| {
+        for c in sort {
+            let ord = match c.property.as_str() {
+                "emailId" => text(a, "emailId").cmp(text(b, "emailId")),
+                "threadId" => text(a, "threadId").cmp(text(b, "threadId")),
+                _ => send_at(a).cmp(&send_at(b)),
+            };
+            let ord = if c.is_ascending { ord } else { ord.reverse() };
+            if ord.is_ne() {
+                return ord;
+            }
+        }
+        ia.as_str().cmp(ib.as_str())
+    });
+    Ok((
+        state.to_string(),
+        all.into_iter().map(|(id, _)| id).collect(),
+    ))
+}
+
+async fn query<D>(
+    call: &MethodCall<'_, D>,
+    account: &D::Account,
+) -> Result<Map<String, Value>, MethodError>
+where
+    D: AccountDirectory,
+    D::Account: MailAccount,
+{
+    let request = QueryRequest::<Condition, NoExtra>::from_arguments(call.arguments.clone())?;
+    let (state, ids) = results(
+        account,
+        request.filter.as_ref(),
+        request.sort.as_deref(),
+        &call.core.collation_algorithms,
+    )
+    .await?;
+    let page = request.paginate(&ids, None)?;
+    Ok(request.respond(page, state, true).to_arguments())
+}
+
+async fn query_changes<D>(
+    call: &MethodCall<'_, D>,
+    account: &D::Account,
+) -> Result<Map<String, Value>, MethodError>
+where
+    D: AccountDirectory,
+    D::Account: MailAccount,
+{
+    let request =
+        QueryChangesRequest::<Condition, NoExtra>::from_arguments(call.arguments.clone())?;
+    let changes = account
+        .store()
+        .changes(
+            account.store_id(),
+            DataType::EmailSubmission,
+            request.since_query_state.clone(),
+            None,
+        )
+        .await
+        .map_err(store_error)?;
+    if changes.has_more_changes {
+        return Err(MethodError::cannot_calculate_changes());
+    }
+    let (state, ids) = results(
+        account,
+        request.filter.as_ref(),
+        request.sort.as_deref(),
+        &call.core.collation_algorithms,
+    )
+    .await?;
+    // Only undoStatus ever changes, which may move a submission in or out of the results:
+    // every updated or destroyed id is reported removed, and added again where it now is.
+    let removed: Vec<Id> = changes
+        .updated
+        .iter()
+        .chain(&changes.destroyed)
+        .filter_map(|o| Id::new(o.as_str()).ok())
+        .collect();
+    let touched: BTreeSet<&str> = changes
+        .created
+        .iter()
+        .chain(&changes.updated)
+        .map(ObjectId::as_str)
+        .collect();
+    let added: Vec<AddedItem> = ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| touched.contains(id.as_str()))
+        .map(|(i, id)| AddedItem {
+            id: id.clone(),
+            index: UnsignedInt::from_usize(i),
+        })
+        .collect();
+    request.check_max_changes(removed.len(), added.len())?;
+    Ok(QueryChangesResponse {
+        account_id: request.account_id.clone(),
+        old_query_state: request.since_query_state.clone(),
+        new_query_state: state,
+        total: request
+            .calculate_total
+            .then(|| UnsignedInt::from_usize(ids.len())),
+        removed,
+        added,
+    }
+    .to_arguments())
+}
+
+// --- set -----------------------------------------------------------------------------------
+
+/// A submission that went through in this call, for onSuccess*.
+#[derive(Debug, Clone)]
+struct Done {
+    /// The creation id, for creations.
+    creation_id: Option<Id>,
+    id: Id,
+    email_id: String,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// True when `patch` (an Email PatchObject) puts the Email into `mailbox`.
+fn patch_adds_mailbox(patch: &PatchObject, mailbox: &str) -> bool {
+    patch.as_map().iter().any(|(k, v)| {
+        (k == &format!("mailboxIds/{mailbox}") && v == &Value::Bool(true))
+            || (k == "mailboxIds" && v.get(mailbox) == Some(&Value::Bool(true)))
+    })
+}
+
+async fn set<D>(call: &MethodCall<'_, D>, account: &D::Account) -> Result<MethodOutput, MethodError>
+where
+    D: AccountDirectory,
+    D::Account: MailAccount,
+{
+    let request = SetRequest::<SetExtra>::from_arguments(call.arguments.clone())?;
+    let (store, a, t) = (
+        account.store(),
+        account.store_id(),
+        DataType::EmailSubmission,
+    );
+    let old_state = store.state(a, t).await.map_err(store_error)?.to_string();
+    request.check_state(&old_state)?;
+    let mut response: SetResponse = SetResponse::new(
+        request.account_id.clone(),
+        Some(old_state.clone()),
+        old_state,
+    );
+    let mut done: Vec<Done> = Vec::new();
+
+    for (creation_id, object) in request.create.clone().unwrap_or_default() {
+        let on_update = request
+            .extra
+            .on_success_update_email
+            .as_ref()
+            .and_then(|m| m.get(&IdRef::Creation(creation_id.clone())));
+        match create(call, account, &object, on_update).await? {
+            Ok((id, email_id, server_set)) => {
+                response.add_created(creation_id.clone(), server_set);
+                done.push(Done {
+                    creation_id: Some(creation_id),
+                    id,
+                    email_id,
+                });
+            }
+            Err(e) => response.add_not_created(creation_id, e),
+        }
+    }
+
+    let created_here: Vec<(Id, Id)> = done
+        .iter()
+        .filter_map(|d| d.creation_id.clone().map(|c| (c, d.id.clone())))
+        .collect();
+    let resolve = |r: &IdRef| super::identity::resolve_ref(call, &created_here, r);
+    let mut commit = Commit::new(a);
+    let destroying: Vec<Option<Id>> = request.destroy.iter().flatten().map(resolve).collect();
+
+    for (id_ref, patch) in request.update.clone().unwrap_or_default() {
+        let Some(id) = resolve(&id_ref) else {
+            response.add_not_updated(id_ref, SetError::not_found());
+            continue;
+        };
+        if destroying.contains(&Some(id.clone())) {
+            response.add_not_updated(id_ref, SetError::will_destroy());
+            continue;
+        }
+        let Some(current) = load_one(store, a, t, &id).await? else {
+            response.add_not_updated(id_ref, SetError::not_found());
+            continue;
+        };
+        let patched = match patch.apply(&Value::Object(current.clone())) {
+            Ok(Value::Object(o)) => o,
+            Ok(_) => {
+                response.add_not_updated(id_ref, SetError::invalid_patch("not an object"));
+                continue;
+            }
+            Err(e) => {
+                response.add_not_updated(id_ref, SetError::from(e));
+                continue;
+            }
+        };
+        let changed: Vec<&String> = patched
+            .keys()
+            .chain(current.keys())
+            .filter(|k| patched.get(*k) != current.get(*k))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if changed.iter().any(|k| k.as_str() != "undoStatus") {
+            let bad: Vec<String> = changed
+                .iter()
+                .filter(|k| k.as_str() != "undoStatus")
+                .map(|k| (*k).clone())
+                .collect();
+            response.add_not_updated(
+                id_ref,
+                SetError::invalid_properties(bad)
+                    .with_description("only undoStatus can be changed"),
+            );
+            continue;
+        }
+        if !changed.is_empty() {
+            let to = patched.get("undoStatus");
+            let from = text(&current, "undoStatus");
+            let error = if to != Some(&json!("canceled")) {
+                SetError::invalid_properties(["undoStatus"])
+                    .with_description("undoStatus can only be set to \"canceled\"")
+            } else if from == "pending" {
+                // Nothing is ever pending here: we send at once.
+                set_error(SetErrorType::CannotUnsend, "the message cannot be recalled")
+            } else {
+                set_error(
+                    SetErrorType::CannotUnsend,
+                    format!("the submission is {from}; the message cannot be recalled"),
+                )
+            };
+            response.add_not_updated(id_ref, error);
+            continue;
+        }
+        response.add_updated(id.clone(), None);
+        done.push(Done {
+            creation_id: None,
+            email_id: text(&current, "emailId").to_owned(),
+            id,
+        });
+    }
+
+    for (id_ref, id) in request
+        .destroy
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .zip(destroying)
+    {
+        let Some(id) = id else {
+            response.add_not_destroyed(id_ref, SetError::not_found());
+            continue;
+        };
+        let Some(current) = load_one(store, a, t, &id).await? else {
+            response.add_not_destroyed(id_ref, SetError::not_found());
+            continue;
+        };
+        commit.destroy(
+            t,
+            ObjectId::new(id.as_str()).map_err(|e| MethodError::server_fail(e.to_string()))?,
+        );
+        response.add_destroyed(id.clone());
+        done.push(Done {
+            creation_id: None,
+            email_id: text(&current, "emailId").to_owned(),
+            id,
+        });
+    }
+    if !commit.is_empty() {
+        store.commit(commit).await.map_err(store_error)?;
+    }
+    response.new_state = store.state(a, t).await.map_err(store_error)?.to_string();
+    let output = MethodOutput::new(call.name.clone(), response.to_arguments());
+
+    // The implicit Email/set.
+    let find = |r: &IdRef| -> Option<&Done> {
+        done.iter().find(|d| match r {
+            IdRef::Creation(c) => d.creation_id.as_ref() == Some(c),
+            IdRef::Id(i) => &d.id == i,
+        })
+    };
+    let mut updates: Vec<(String, PatchObject)> = Vec::new();
+    for (r, patch) in request.extra.on_success_update_email.iter().flatten() {
+        if let Some(d) = find(r) {
+            updates.push((d.email_id.clone(), patch.clone()));
+        }
+    }
+    let mut destroys: Vec<String> = Vec::new();
+    for r in request.extra.on_success_destroy_email.iter().flatten() {
+        if let Some(d) = find(r)
+            && !destroys.contains(&d.email_id)
+        {
+            destroys.push(d.email_id.clone());
+        }
+    }
+    if updates.is_empty() && destroys.is_empty() {
+        return Ok(output);
+    }
+    let email_set = implicit_email_set(account, &request.account_id, updates, destroys).await?;
+    Ok(output.and_then("Email/set", email_set))
+}
+
+type Created = (Id, String, Map<String, Value>);
+
+/// One create: checks, the send, the record. `Ok(Err(_))` is this object's SetError.
+async fn create<D>(
+    call: &MethodCall<'_, D>,
+    account: &D::Account,
+    object: &Map<String, Value>,
+    on_update: Option<&PatchObject>,
+) -> Result<Result<Created, SetError>, MethodError>
+where
+    D: AccountDirectory,
+    D::Account: MailAccount,
+{
+    if let Err(e) = only_properties(object, &["identityId", "emailId", "envelope"]) {
+        return Ok(Err(e));
+    }
+    let reference = |k: &str| {
+        object
+            .get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| call.created_ids.resolve_str(s))
+    };
+    let Some(identity_id) = reference("identityId") else {
+        return Ok(Err(SetError::invalid_properties(["identityId"])));
+    };
+    let Some(identity) = identity(account, &identity_id).await? else {
+        return Ok(Err(
+            SetError::invalid_properties(["identityId"]).with_description("no such Identity")
+        ));
+    };
+    let identity_email = text(&identity, "email").to_owned();
+    let Some(email_id) = reference("emailId") else {
+        return Ok(Err(SetError::invalid_properties(["emailId"])));
+    };
+    let email = match load_one_email(account, &email_id).await? {
+        Some(e) => e,
+        None => {
+            return Ok(Err(
+                SetError::invalid_properties(["emailId"]).with_description("no such Email")
+            ));
+        }
+    };
+    let Some(submitter) = account.submitter().cloned() else {
+        return Ok(Err(set_error(
+            SetErrorType::ForbiddenToSend,
+            "this account has no way to send mail",
+        )));
+    };
+    if email.from.is_empty() {
+        return Ok(Err(set_error(
+            SetErrorType::InvalidEmail,
+            "the Email has no From address",
+        )
+        .with_property("properties", json!(["from"]))));
+    }
+    if let Some(other) = email
+        .from
+        .iter()
+        .find(|f| !same_address(&f.email, &identity_email))
+    {
+        return Ok(Err(set_error(
+            SetErrorType::ForbiddenFrom,
+            format!("this account may not send as {}", other.email),
+        )));
+    }
+    let envelope = match object.get("envelope") {
+        None | Some(Value::Null) => match derive_envelope(&email, &identity_email) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        },
+        Some(v) => match parse_envelope(v) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        },
+    };
+    if !same_address(&envelope.mail_from, &identity_email) {
+        return Ok(Err(set_error(
+            SetErrorType::ForbiddenMailFrom,
+            format!("MAIL FROM must be {identity_email}"),
+        )));
+    }
+    if envelope.rcpt_to.is_empty() {
+        return Ok(Err(set_error(
+            SetErrorType::NoRecipients,
+            "there are no recipients",
+        )));
+    }
+    if envelope.rcpt_to.len() > MAX_RECIPIENTS {
+        return Ok(Err(set_error(
+            SetErrorType::TooManyRecipients,
+            format!("at most {MAX_RECIPIENTS} recipients"),
+        )
+        .with_property("maxRecipients", json!(MAX_RECIPIENTS))));
+    }
+    let invalid: Vec<&String> = envelope
+        .rcpt_to
+        .iter()
+        .filter(|r| !valid_address(r))
+        .collect();
+    if !invalid.is_empty() {
+        return Ok(Err(set_error(
+            SetErrorType::InvalidRecipients,
+            "invalid recipient addresses",
+        )
+        .with_property("invalidRecipients", json!(invalid))));
+    }
+    let too_large = || {
+        SetError::too_large()
+            .with_description(format!("at most {MAX_SIZE} octets can be sent"))
+            .with_property("maxSize", json!(MAX_SIZE))
+    };
+    if email.size > MAX_SIZE {
+        return Ok(Err(too_large()));
+    }
+    let raw = match raw_message(account, &email_id).await {
+        Ok(raw) => raw,
+        Err(e) => return Ok(Err(e)),
+    };
+    if u64::try_from(raw.len()).unwrap_or(u64::MAX) > MAX_SIZE {
+        return Ok(Err(too_large()));
+    }
+    let to_send = strip_bcc(&raw);
+
+    let receipt = match submitter.submit(&envelope, &to_send).await {
+        Ok(r) => r,
+        Err(SubmitError::Refused(reply)) => {
+            return Ok(Err(set_error(
+                SetErrorType::ForbiddenToSend,
+                format!("the submission server refused the message: {reply}"),
+            )));
+        }
+        Err(SubmitError::RecipientsRefused(list)) => {
+            return Ok(Err(set_error(
+                SetErrorType::InvalidRecipients,
+                "the submission server refused these recipients",
+            )
+            .with_property("invalidRecipients", json!(list))));
+        }
+        Err(SubmitError::Unavailable(why)) => {
+            return Ok(Err(unavailable(format!(
+                "the submission server is unreachable, nothing was sent: {why}"
+            ))));
+        }
+        Err(SubmitError::Unknown(why)) => {
+            tracing::warn!(account = %account.store_id(), email = %email_id, "submission outcome unknown: {why}");
+            return Ok(Err(set_error(
+                SetErrorType::Other("serverFail".into()),
+                format!(
+                    "the message may or may not have been sent ({why}); check before sending it again"
+                ),
+            )));
+        }
+    };
+
+    // Sent: record it. From here on nothing may turn into an error of the call.
+    let id = new_id('S')?;
+    let sent_at = UtcDate::from_timestamp(now());
+    let delivery: Map<String, Value> = envelope
+        .rcpt_to
+        .iter()
+        .map(|r| {
+            (
+                r.clone(),
+                json!({"smtpReply": receipt.reply, "delivered": "queued", "displayed": "unknown"}),
+            )
+        })
+        .collect();
+    let envelope_json = json!({
+        "mailFrom": {"email": envelope.mail_from, "parameters": null},
+        "rcptTo": envelope.rcpt_to.iter().map(|r| json!({"email": r, "parameters": null})).collect::<Vec<_>>(),
+    });
+    let mut record = Map::new();
+    record.insert("identityId".into(), json!(identity_id));
+    record.insert("emailId".into(), json!(email_id));
+    record.insert("threadId".into(), json!(email.thread_id));
+    record.insert("envelope".into(), envelope_json);
+    record.insert("sendAt".into(), json!(sent_at.as_str()));
+    record.insert("undoStatus".into(), json!("final"));
+    record.insert("deliveryStatus".into(), Value::Object(delivery));
+    record.insert("dsnBlobIds".into(), json!([]));
+    record.insert("mdnBlobIds".into(), json!([]));
+    let mut c = Commit::new(account.store_id());
+    match (ObjectId::new(id.as_str()), serde_json::to_vec(&record)) {
+        (Ok(oid), Ok(bytes)) => {
+            c.put(DataType::EmailSubmission, oid, bytes);
+            if let Err(e) = account.store().commit(c).await {
+                tracing::error!(account = %account.store_id(), "a sent submission was not recorded: {e}");
+            }
+        }
+        _ => tracing::error!("a sent submission could not be encoded"),
+    }
+
+    if !submitter.files_sent_copy() {
+        file_sent_copy(account, &email, raw, on_update).await;
+    }
+
+    let mut server_set = Map::new();
+    server_set.insert("id".into(), json!(id));
+    server_set.insert("threadId".into(), json!(email.thread_id));
+    server_set.insert("sendAt".into(), json!(sent_at.as_str()));
+    server_set.insert("undoStatus".into(), json!("final"));
+    if object.get("envelope").is_none_or(Value::is_null) {
+        server_set.insert("envelope".into(), record["envelope"].clone());
+    }
+    server_set.insert("deliveryStatus".into(), record["deliveryStatus"].clone());
+    server_set.insert("dsnBlobIds".into(), json!([]));
+    server_set.insert("mdnBlobIds".into(), json!([]));
+    Ok(Ok((id, email_id.as_str().to_owned(), server_set)))
+}
+
+async fn load_one_email<A: MailAccount>(
+    account: &A,
+    id: &Id,
+) -> Result<Option<EmailRecord>, MethodError> {
+    let Ok(oid) = ObjectId::new(id.as_str()) else {
+        return Ok(None);
+    };
+    let a = account.store_id();
+    let bytes = account
+        .store()
+        .run(move |s| s.get(a, DataType::Email, &oid))
+        .await
+        .map_err(store_error)?;
+    Ok(bytes.and_then(|b| EmailRecord::from_bytes(&b)))
+}
+
+/// The raw message: through the sync driver (cache, else upstream), or the cache alone.
+async fn raw_message<A: MailAccount>(account: &A, id: &Id) -> Result<Vec<u8>, SetError> {
+    let oid = ObjectId::new(id.as_str()).map_err(|_| SetError::invalid_properties(["emailId"]))?;
+    match account.sync() {
+        Some(sync) => sync.raw_message(&oid).await.map_err(|e| match e {
+            SyncError::UnknownEmail(_) => SetError::invalid_properties(["emailId"]),
+            e => unavailable(format!(
+                "the message could not be read, nothing was sent: {e}"
+            )),
+        }),
+        None => match account
+            .store()
+            .blob_get(account.store_id(), oid.as_bytes().to_vec())
+            .await
+        {
+            Ok(Some(raw)) => Ok(raw),
+            _ => Err(unavailable(
+                "the message is not available without the upstream server; nothing was sent",
+            )),
+        },
+    }
+}
+
+/// Appends what was sent to the Sent mailbox, unless it is or will be there anyway.
+async fn file_sent_copy<A: MailAccount>(
+    account: &A,
+    email: &EmailRecord,
+    raw: Vec<u8>,
+    on_update: Option<&PatchObject>,
+) {
+    let Some(sync) = account.sync() else {
+        return;
+    };
+    let Some((remote, sent)) = sync
+        .mailboxes()
+        .into_iter()
+        .find(|(_, m)| m.role.as_deref() == Some("sent") && m.selectable)
+    else {
+        return;
+    };
+    if email.locations.contains_key(&sent.id)
+        || on_update.is_some_and(|p| patch_adds_mailbox(p, &sent.id))
+    {
+        return;
+    }
+    let op = WriteOp::Append {
+        mailbox: remote.remote_id.clone(),
+        raw,
+        keywords: BTreeSet::from(["$seen".to_owned()]),
+        received_at: Some(now()),
+    };
+    if let Err(e) = sync.write(op).await {
+        tracing::warn!(account = %account.store_id(), mailbox = %remote.remote_id, "sent message not filed: {e}");
+    }
+}
+
+// --- the implicit Email/set ----------------------------------------------------------------
+
+fn sync_set_error(e: SyncError) -> SetError {
+    match e {
+        SyncError::UnknownEmail(_) => SetError::not_found(),
+        SyncError::Upstream(upstream::UpstreamError::NotFound(_)) => SetError::not_found(),
+        SyncError::Upstream(upstream::UpstreamError::Refused(t)) => {
+            SetError::forbidden().with_description(t)
+        }
+        e => unavailable(e.to_string()),
+    }
+}
+
+async fn implicit_email_set<A: MailAccount>(
+    account: &A,
+    account_id: &Id,
+    updates: Vec<(String, PatchObject)>,
+    destroys: Vec<String>,
+) -> Result<Map<String, Value>, MethodError> {
+    let (store, a) = (account.store(), account.store_id());
+    let old_state = store
+        .state(a, DataType::Email)
+        .await
+        .map_err(store_error)?
+        .to_string();
+    let mut response: SetResponse =
+        SetResponse::new(account_id.clone(), Some(old_state.clone()), old_state);
+    for (email_id, patch) in updates {
+        let Ok(id) = Id::new(email_id.as_str()) else {
+            continue;
+        };
+        if destroys.contains(&email_id) {
+            response.add_not_updated(IdRef::Id(id), SetError::will_destroy());
+            continue;
+        }
+        match update_email(account, &id, &patch).await {
+            Ok(()) => response.add_updated(id, None),
+            Err(e) => response.add_not_updated(IdRef::Id(id), e),
+        }
+    }
+    for email_id in destroys {
+        let (Ok(id), Ok(oid)) = (Id::new(email_id.as_str()), ObjectId::new(email_id.as_str()))
+        else {
+            continue;
+        };
+        let result = match account.sync() {
+            Some(sync) => sync.destroy_email(&oid).await.map_err(sync_set_error),
+            None => Err(unavailable("the upstream server is not connected")),
+        };
+        match result {
+            Ok(()) => response.add_destroyed(id),
+            Err(e) => response.add_not_destroyed(IdRef::Id(id), e),
+        }
+    }
+    response.new_state = store
+        .state(a, DataType::Email)
+        .await
+        .map_err(store_error)?
+        .to_string();
+    Ok(response.to_arguments())
+}
+
+/// Applies an Email patch of keywords and mailboxIds through the sync driver.
+async fn update_email<A: MailAccount>(
+    account: &A,
+    id: &Id,
+    patch: &PatchObject,
+) -> Result<(), SetError> {
+    let bad: Vec<String> = patch
+        .properties()
+        .into_iter()
+        .filter(|p| p != "keywords" && p != "mailboxIds")
+        .collect();
+    if !bad.is_empty() {
+        return Err(SetError::invalid_properties(bad)
+            .with_description("only keywords and mailboxIds can be changed after a submission"));
+    }
+    let Some(sync) = account.sync() else {
+        return Err(unavailable("the upstream server is not connected"));
+    };
+    let oid = ObjectId::new(id.as_str()).map_err(|_| SetError::not_found())?;
+    let Some(email) = sync.email(&oid).await.map_err(sync_set_error)? else {
+        return Err(SetError::not_found());
+    };
+    let keywords = email.keywords();
+    let mailboxes: BTreeSet<String> = email.locations.keys().cloned().collect();
+    let view = json!({
+        "keywords": keywords.iter().map(|k| (k.clone(), Value::Bool(true))).collect::<Map<_, _>>(),
+        "mailboxIds": mailboxes.iter().map(|m| (m.clone(), Value::Bool(true))).collect::<Map<_, _>>(),
+    });
+    let patched = patch.apply(&view).map_err(SetError::from)?;
+    let set_of = |k: &str| -> Result<BTreeSet<String>, SetError> {
+        match patched.get(k) {
+            Some(Value::Object(m)) if m.values().all(|v| v == &Value::Bool(true)) => {
+                Ok(m.keys().cloned().collect())
+            }
+            _ => Err(SetError::invalid_properties([k])),
+        }
+    };
+    let new_keywords: BTreeSet<String> = set_of("keywords")?
+        .into_iter()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    let new_mailboxes = set_of("mailboxIds")?;
+    let known = sync.mailboxes();
+    let remote = |m: &str| {
+        known
+            .iter()
+            .find(|(_, r)| r.id == m && r.selectable)
+            .map(|(r, _)| r.remote_id.clone())
+    };
+    if new_mailboxes.is_empty() || new_mailboxes.iter().any(|m| remote(m).is_none()) {
+        return Err(SetError::invalid_properties(["mailboxIds"]));
+    }
+
+    let add: BTreeSet<String> = new_keywords.difference(&keywords).cloned().collect();
+    let remove: BTreeSet<String> = keywords.difference(&new_keywords).cloned().collect();
+    if !add.is_empty() || !remove.is_empty() {
+        sync.set_email_keywords(&oid, add, remove)
+            .await
+            .map_err(sync_set_error)?;
+    }
+
+    let added: Vec<&String> = new_mailboxes.difference(&mailboxes).collect();
+    let removed: Vec<&String> = mailboxes.difference(&new_mailboxes).collect();
+    let uids = |m: &str| -> Vec<String> {
+        email
+            .locations
+            .get(m)
+            .map(|c| c.uids.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let remote_of = |m: &str| remote(m).ok_or_else(|| SetError::invalid_properties(["mailboxIds"]));
+    // Extra targets are copied from a mailbox the Email stays in (or the first it is in).
+    if added.len() > removed.len() {
+        let source = mailboxes
+            .iter()
+            .find(|m| new_mailboxes.contains(*m))
+            .or_else(|| mailboxes.iter().next())
+            .ok_or_else(SetError::not_found)?;
+        for to in &added[removed.len()..] {
+            sync.write(WriteOp::Copy {
+                from: remote_of(source)?,
+                uids: uids(source),
+                to: remote_of(to)?,
+            })
+            .await
+            .map_err(sync_set_error)?;
+        }
+    }
+    for (from, to) in removed.iter().zip(&added) {
+        sync.write(WriteOp::Move {
+            from: remote_of(from)?,
+            uids: uids(from),
+            to: remote_of(to)?,
+        })
+        .await
+        .map_err(sync_set_error)?;
+    }
+    for from in removed.iter().skip(added.len()) {
+        sync.write(WriteOp::Delete {
+            mailbox: remote_of(from)?,
+            uids: uids(from),
+        })
+        .await
+        .map_err(sync_set_error)?;
+    }
+    Ok(())
 }
 
 pub(super) fn register<D>(engine: &mut Engine<D>)
@@ -44,5 +1121,456 @@ where
     D: AccountDirectory + 'static,
     D::Account: MailAccount,
 {
-    let _ = engine;
+    for (name, op) in [
+        ("EmailSubmission/get", Op::Get),
+        ("EmailSubmission/changes", Op::Changes),
+        ("EmailSubmission/query", Op::Query),
+        ("EmailSubmission/queryChanges", Op::QueryChanges),
+        ("EmailSubmission/set", Op::Set),
+    ] {
+        engine.register(name, SUBMISSION, SubmissionMethod(op));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(super) mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::json;
+
+    use super::super::identity::seeded_id;
+    use super::super::testing::{Fixture, email, mailbox};
+    use super::*;
+
+    /// A Submitter that records what it was asked to send and answers as told.
+    #[derive(Debug, Default)]
+    pub struct Recorder {
+        pub sent: Mutex<Vec<(Envelope, Vec<u8>)>>,
+        pub answer: Mutex<Option<SubmitError>>,
+        pub files_own_copy: bool,
+    }
+
+    impl Submitter for Recorder {
+        fn submit<'a>(
+            &'a self,
+            envelope: &'a Envelope,
+            raw: &'a [u8],
+        ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
+            Box::pin(async move {
+                if let Some(e) = self.answer.lock().unwrap().take() {
+                    return Err(e);
+                }
+                self.sent
+                    .lock()
+                    .unwrap()
+                    .push((envelope.clone(), raw.to_vec()));
+                Ok(SubmitReceipt {
+                    reply: "250 2.0.0 Ok: queued as 42".into(),
+                })
+            })
+        }
+
+        fn files_sent_copy(&self) -> bool {
+            self.files_own_copy
+        }
+    }
+
+    const HEADERS: &str = "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.net>, carol@example.org\r\nCc: BOB@example.net\r\nBcc: dave@example.com\r\nSubject: plans\r\nMessage-ID: <m1@example.com>";
+
+    fn raw_of(headers: &str) -> Vec<u8> {
+        format!("{headers}\r\n\r\nSee you.\r\nBcc: not a header\r\n").into_bytes()
+    }
+
+    /// A fixture with a recording submitter and Email `E1` (headers as given) whose raw
+    /// message is in the blob cache.
+    async fn fixture(headers: &str) -> (Fixture, Arc<Recorder>) {
+        let mut f = Fixture::new();
+        let rec = Arc::new(Recorder::default());
+        f.account.submitter = Some(rec.clone());
+        f.rebuild();
+        f.put_mailbox(&mailbox("Mdrafts", "Drafts", Some("drafts")))
+            .await;
+        f.put_email(&email(
+            "E1",
+            "T1",
+            "Mdrafts",
+            "1",
+            &["$draft"],
+            1_700_000_000,
+            headers,
+        ))
+        .await;
+        f.account
+            .store
+            .blob_put(f.account.id, b"E1".to_vec(), raw_of(headers))
+            .await
+            .unwrap();
+        (f, rec)
+    }
+
+    fn identity() -> String {
+        seeded_id("alice@example.com")
+    }
+
+    async fn submit(f: &Fixture, create: Value) -> Value {
+        f.ok("EmailSubmission/set", json!({"create": {"k1": create}}))
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_send_derives_the_envelope_strips_bcc_and_is_recorded() {
+        let (f, rec) = fixture(HEADERS).await;
+        let r = submit(&f, json!({"identityId": identity(), "emailId": "E1"})).await;
+        let created = &r["created"]["k1"];
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert_eq!(created["undoStatus"], json!("final"));
+        assert_eq!(created["threadId"], json!("T1"));
+        assert_eq!(
+            created["envelope"],
+            json!({"mailFrom": {"email": "alice@example.com", "parameters": null},
+                   "rcptTo": [{"email": "bob@example.net", "parameters": null},
+                              {"email": "carol@example.org", "parameters": null},
+                              {"email": "dave@example.com", "parameters": null}]})
+        );
+        assert_eq!(
+            created["deliveryStatus"]["carol@example.org"],
+            json!({"smtpReply": "250 2.0.0 Ok: queued as 42", "delivered": "queued",
+                   "displayed": "unknown"})
+        );
+        let sent = rec.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        let text = String::from_utf8(sent[0].1.clone()).unwrap();
+        assert!(!text.contains("dave@example.com"), "{text}");
+        assert!(
+            text.contains("Cc: BOB@example.net\r\nSubject: plans"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("See you.\r\nBcc: not a header\r\n"),
+            "{text}"
+        );
+        assert_eq!(sent[0].0.rcpt_to.len(), 3);
+
+        let got = f
+            .ok("EmailSubmission/get", json!({"ids": [id.clone()]}))
+            .await;
+        assert_eq!(got["list"][0]["emailId"], json!("E1"));
+        assert_eq!(got["list"][0]["identityId"], json!(identity()));
+        assert_eq!(got["state"], r["newState"]);
+        let changes = f
+            .ok(
+                "EmailSubmission/changes",
+                json!({"sinceState": r["oldState"]}),
+            )
+            .await;
+        assert_eq!(changes["created"], json!([id]));
+    }
+
+    #[tokio::test]
+    async fn a_given_envelope_and_an_identity_created_in_the_same_request() {
+        let (f, rec) = fixture(HEADERS).await;
+        let r = f
+            .request(json!([
+                ["Identity/set", {"accountId": "a1",
+                    "create": {"id1": {"email": "alice@example.com", "name": "A"}}}, "0"],
+                ["EmailSubmission/set", {"accountId": "a1", "create": {"k1": {
+                    "identityId": "#id1", "emailId": "E1",
+                    "envelope": {"mailFrom": {"email": "ALICE@example.com"},
+                                 "rcptTo": [{"email": "x@example.net", "parameters": {}}]}}}}, "1"]
+            ]))
+            .await;
+        assert!(r[1][1]["created"]["k1"]["id"].is_string(), "{r:?}");
+        assert!(r[1][1]["created"]["k1"].get("envelope").is_none());
+        let sent = rec.sent.lock().unwrap().clone();
+        assert_eq!(sent[0].0.rcpt_to, vec!["x@example.net".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn checks_before_sending() {
+        let (f, rec) = fixture(HEADERS).await;
+        let env = |from: &str, to: Value| json!({"mailFrom": {"email": from}, "rcptTo": to});
+        let many: Vec<Value> = (0..=MAX_RECIPIENTS)
+            .map(|i| json!({"email": format!("r{i}@example.net")}))
+            .collect();
+        let r = f
+            .ok(
+                "EmailSubmission/set",
+                json!({"create": {
+                    "noIdentity": {"identityId": "Inope", "emailId": "E1"},
+                    "noEmail": {"identityId": identity(), "emailId": "Enope"},
+                    "serverSet": {"identityId": identity(), "emailId": "E1", "undoStatus": "final"},
+                    "mailFrom": {"identityId": identity(), "emailId": "E1",
+                                 "envelope": env("eve@example.com", json!([{"email": "b@c.d"}]))},
+                    "empty": {"identityId": identity(), "emailId": "E1",
+                              "envelope": env("alice@example.com", json!([]))},
+                    "invalid": {"identityId": identity(), "emailId": "E1",
+                                "envelope": env("alice@example.com",
+                                    json!([{"email": "ok@example.net"}, {"email": "not an address"}]))},
+                    "many": {"identityId": identity(), "emailId": "E1",
+                             "envelope": env("alice@example.com", json!(many))},
+                    "params": {"identityId": identity(), "emailId": "E1",
+                               "envelope": {"mailFrom": {"email": "alice@example.com",
+                                                          "parameters": {"RET": "HDRS"}},
+                                            "rcptTo": [{"email": "b@c.d"}]}}
+                }}),
+            )
+            .await;
+        let t = |k: &str| r["notCreated"][k]["type"].clone();
+        assert_eq!(t("noIdentity"), json!("invalidProperties"));
+        assert_eq!(
+            r["notCreated"]["noIdentity"]["properties"],
+            json!(["identityId"])
+        );
+        assert_eq!(t("noEmail"), json!("invalidProperties"));
+        assert_eq!(r["notCreated"]["noEmail"]["properties"], json!(["emailId"]));
+        assert_eq!(t("serverSet"), json!("invalidProperties"));
+        assert_eq!(t("mailFrom"), json!("forbiddenMailFrom"));
+        assert_eq!(t("empty"), json!("noRecipients"));
+        assert_eq!(t("invalid"), json!("invalidRecipients"));
+        assert_eq!(
+            r["notCreated"]["invalid"]["invalidRecipients"],
+            json!(["not an address"])
+        );
+        assert_eq!(t("many"), json!("tooManyRecipients"));
+        assert_eq!(
+            r["notCreated"]["many"]["maxRecipients"],
+            json!(MAX_RECIPIENTS)
+        );
+        assert_eq!(t("params"), json!("invalidProperties"));
+        assert!(r.get("created").is_none());
+        assert_eq!(r["oldState"], r["newState"]);
+        assert!(rec.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_from_header_must_be_the_identity() {
+        let (f, _) = fixture("From: eve@example.com\r\nTo: b@example.net").await;
+        let r = submit(&f, json!({"identityId": identity(), "emailId": "E1"})).await;
+        assert_eq!(r["notCreated"]["k1"]["type"], json!("forbiddenFrom"));
+
+        let (f, _) = fixture("To: b@example.net\r\nSubject: no from").await;
+        let r = submit(&f, json!({"identityId": identity(), "emailId": "E1"})).await;
+        assert_eq!(r["notCreated"]["k1"]["type"], json!("invalidEmail"));
+        assert_eq!(r["notCreated"]["k1"]["properties"], json!(["from"]));
+
+        let (f, _) = fixture(
+            "From: alice@example.com\r\nSender: alice@example.com, x@example.com\r\nTo: b@example.net",
+        )
+        .await;
+        let r = submit(&f, json!({"identityId": identity(), "emailId": "E1"})).await;
+        assert_eq!(r["notCreated"]["k1"]["type"], json!("invalidEmail"));
+        assert_eq!(r["notCreated"]["k1"]["properties"], json!(["sender"]));
+    }
+
+    #[tokio::test]
+    async fn no_submitter_is_forbidden_to_send() {
+        let (mut f, _) = fixture(HEADERS).await;
+        f.account.submitter = None;
+        f.rebuild();
+        let r = submit(&f, json!({"identityId": identity(), "emailId": "E1"})).await;
+        assert_eq!(r["notCreated"]["k1"]["type"], json!("forbiddenToSend"));
+    }
+
+    #[tokio::test]
+    async fn submitter_failures() {
+        let (f, rec) = fixture(HEADERS).await;
+        let cases = [
+            (
+                SubmitError::RecipientsRefused(vec!["carol@example.org".into()]),
+                "invalidRecipients",
+            ),
+            (
+                SubmitError::Refused("554 5.7.1 no".into()),
+                "forbiddenToSend",
+            ),
+            (
+                SubmitError::Unavailable("refused".into()),
+                "serverUnavailable",
+            ),
+            (
+                SubmitError::Unknown("connection reset".into()),
+                "serverFail",
+            ),
+        ];
+        for (error, expected) in cases {
+            *rec.answer.lock().unwrap() = Some(error);
+            let r = f
+                .ok(
+                    "EmailSubmission/set",
+                    json!({"create": {"k1": {"identityId": identity(), "emailId": "E1"}},
+                           "onSuccessDestroyEmail": ["#k1"]}),
+                )
+                .await;
+            assert_eq!(r["notCreated"]["k1"]["type"], json!(expected), "{r}");
+            assert_eq!(r["oldState"], r["newState"]);
+        }
+        let r = f
+            .call(
+                "EmailSubmission/set",
+                json!({"create": {"k1": {"identityId": identity(), "emailId": "E1"}}}),
+            )
+            .await;
+        assert_eq!(r.len(), 1, "no implicit Email/set: {r:?}");
+        assert!(r[0][1]["created"]["k1"]["id"].is_string(), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn update_and_destroy() {
+        let (f, _) = fixture(HEADERS).await;
+        let r = submit(&f, json!({"identityId": identity(), "emailId": "E1"})).await;
+        let id = r["created"]["k1"]["id"].as_str().unwrap().to_owned();
+        let r = f
+            .ok(
+                "EmailSubmission/set",
+                json!({"update": {
+                    id.clone(): {"undoStatus": "canceled"},
+                    "Snope": {"undoStatus": "canceled"}
+                }}),
+            )
+            .await;
+        assert_eq!(r["notUpdated"][&id]["type"], json!("cannotUnsend"));
+        assert_eq!(r["notUpdated"]["Snope"]["type"], json!("notFound"));
+        let r = f
+            .ok(
+                "EmailSubmission/set",
+                json!({"update": {id.clone(): {"emailId": "E2"}}}),
+            )
+            .await;
+        assert_eq!(r["notUpdated"][&id]["type"], json!("invalidProperties"));
+        let r = f
+            .ok(
+                "EmailSubmission/set",
+                json!({"update": {id.clone(): {"undoStatus": "final"}}}),
+            )
+            .await;
+        assert_eq!(r["updated"], json!({id.clone(): null}));
+        let r = f
+            .ok(
+                "EmailSubmission/set",
+                json!({"destroy": [id.clone(), "Snope"]}),
+            )
+            .await;
+        assert_eq!(r["destroyed"], json!([id]));
+        assert_eq!(r["notDestroyed"]["Snope"]["type"], json!("notFound"));
+        let got = f
+            .ok("EmailSubmission/get", json!({"ids": [id.clone()]}))
+            .await;
+        assert_eq!(got["notFound"], json!([id]));
+    }
+
+    #[tokio::test]
+    async fn query_and_query_changes() {
+        let (f, _) = fixture(HEADERS).await;
+        f.put_email(&email("E0", "T0", "Mdrafts", "2", &[], 1, HEADERS))
+            .await;
+        f.account
+            .store
+            .blob_put(f.account.id, b"E0".to_vec(), raw_of(HEADERS))
+            .await
+            .unwrap();
+        let q0 = f.ok("EmailSubmission/query", json!({})).await;
+        assert_eq!(q0["ids"], json!([]));
+        let a = submit(&f, json!({"identityId": identity(), "emailId": "E1"})).await;
+        let b = submit(&f, json!({"identityId": identity(), "emailId": "E0"})).await;
+        let (a, b) = (
+            a["created"]["k1"]["id"].clone(),
+            b["created"]["k1"]["id"].clone(),
+        );
+        let r = f
+            .ok(
+                "EmailSubmission/query",
+                json!({"sort": [{"property": "emailId"}], "calculateTotal": true}),
+            )
+            .await;
+        assert_eq!(r["ids"], json!([b, a]));
+        assert_eq!(r["total"], json!(2));
+        let r = f
+            .ok(
+                "EmailSubmission/query",
+                json!({"filter": {"threadIds": ["T1"], "undoStatus": "final",
+                                  "after": "2000-01-01T00:00:00Z"}}),
+            )
+            .await;
+        assert_eq!(r["ids"], json!([a]));
+        let r = f
+            .ok(
+                "EmailSubmission/query",
+                json!({"filter": {"before": "2000-01-01T00:00:00Z"}}),
+            )
+            .await;
+        assert_eq!(r["ids"], json!([]));
+        let bad = f
+            .call(
+                "EmailSubmission/query",
+                json!({"sort": [{"property": "envelope"}]}),
+            )
+            .await;
+        assert_eq!(bad[0][1]["type"], json!("unsupportedSort"));
+        let bad = f
+            .call(
+                "EmailSubmission/query",
+                json!({"filter": {"colour": "red"}}),
+            )
+            .await;
+        assert_eq!(bad[0][1]["type"], json!("invalidArguments"));
+
+        let c = f
+            .ok(
+                "EmailSubmission/queryChanges",
+                json!({"sinceQueryState": q0["queryState"],
+                       "sort": [{"property": "sentAt", "isAscending": false}]}),
+            )
+            .await;
+        assert_eq!(c["removed"], json!([]));
+        assert_eq!(c["added"].as_array().unwrap().len(), 2);
+        assert_eq!(c["newQueryState"], r["queryState"]);
+        let bad = f
+            .call(
+                "EmailSubmission/queryChanges",
+                json!({"sinceQueryState": "junk"}),
+            )
+            .await;
+        assert_eq!(bad[0][1]["type"], json!("cannotCalculateChanges"));
+    }
+
+    #[test]
+    fn bcc_fields_and_their_folded_lines_go() {
+        let raw = b"From: a@b.c\r\nBCC: x@y.z,\r\n  w@y.z\r\nTo: t@u.v\r\nbcc : q@r.s\r\n\r\nBcc: body\r\n";
+        assert_eq!(
+            strip_bcc(raw),
+            b"From: a@b.c\r\nTo: t@u.v\r\n\r\nBcc: body\r\n".to_vec()
+        );
+        assert_eq!(
+            strip_bcc(b"From: a@b.c\nBccx: 1\n"),
+            b"From: a@b.c\nBccx: 1\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn the_derived_mail_from_falls_back_to_the_identity() {
+        let rec = email(
+            "E1",
+            "T1",
+            "M",
+            "1",
+            &[],
+            0,
+            "From: other@example.com\r\nSender: alice@example.com\r\nTo: a@x.y\r\nBcc: a@X.y",
+        );
+        let env = derive_envelope(&rec, "alice@example.com").unwrap();
+        assert_eq!(env.mail_from, "alice@example.com");
+        assert_eq!(env.rcpt_to, vec!["a@x.y".to_owned()]);
+        let rec = email(
+            "E1",
+            "T1",
+            "M",
+            "1",
+            &[],
+            0,
+            "From: Eve <eve@example.com>\r\nTo: a@x.y",
+        );
+        let env = derive_envelope(&rec, "alice@example.com").unwrap();
+        assert_eq!(env.mail_from, "alice@example.com");
+    }
 }
