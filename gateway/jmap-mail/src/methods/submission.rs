@@ -1139,9 +1139,11 @@ pub(super) mod tests {
 
     use serde_json::json;
 
+    use super::super::fake::{FakeUpstream, fingerprint, fixture_with};
     use super::super::identity::seeded_id;
     use super::super::testing::{Fixture, email, mailbox};
     use super::*;
+    use crate::email_id;
 
     /// A Submitter that records what it was asked to send and answers as told.
     #[derive(Debug, Default)]
@@ -1532,6 +1534,124 @@ pub(super) mod tests {
             )
             .await;
         assert_eq!(bad[0][1]["type"], json!("cannotCalculateChanges"));
+    }
+
+    /// A fixture over the fake upstream with a draft from alice in Drafts and a recording
+    /// submitter; gives the draft's Email id and the Drafts and Sent mailbox ids.
+    async fn with_upstream(
+        files_own_copy: bool,
+    ) -> (
+        Fixture,
+        Arc<FakeUpstream>,
+        Arc<Recorder>,
+        String,
+        String,
+        String,
+    ) {
+        let fake = FakeUpstream::new();
+        let raw = raw_of(HEADERS);
+        fake.deliver("Drafts", &raw, &["$draft", "$seen"]);
+        let (mut f, fake) = fixture_with(fake).await;
+        let rec = Arc::new(Recorder {
+            files_own_copy,
+            ..Recorder::default()
+        });
+        f.account.submitter = Some(rec.clone());
+        f.rebuild();
+        let sync = f.account.sync.clone().unwrap();
+        let drafts = sync.mailbox_id("Drafts").unwrap();
+        let sent = sync.mailbox_id("Sent").unwrap();
+        let id = email_id(&fingerprint(&raw)).as_str().to_owned();
+        (f, fake, rec, id, drafts, sent)
+    }
+
+    #[tokio::test]
+    async fn on_success_moves_the_draft_and_no_extra_sent_copy_is_filed() {
+        let (f, fake, rec, id, drafts, sent) = with_upstream(false).await;
+        let r = f
+            .call(
+                "EmailSubmission/set",
+                json!({
+                    "create": {"k1": {"identityId": identity(), "emailId": id}},
+                    "onSuccessUpdateEmail": {"#k1": {
+                        format!("mailboxIds/{drafts}"): null,
+                        format!("mailboxIds/{sent}"): true,
+                        "keywords/$draft": null
+                    }}
+                }),
+            )
+            .await;
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(r[0][1]["created"]["k1"]["id"].is_string());
+        assert_eq!(r[1][0], json!("Email/set"));
+        assert_eq!(r[1][2], json!("c0"));
+        assert_eq!(r[1][1]["updated"], json!({id.clone(): null}), "{r:?}");
+        assert_ne!(r[1][1]["oldState"], r[1][1]["newState"]);
+        assert_eq!(rec.sent.lock().unwrap().len(), 1);
+        let ops = fake.ops();
+        assert!(
+            !ops.iter().any(|o| matches!(o, WriteOp::Append { .. })),
+            "{ops:?}"
+        );
+        assert!(
+            ops.iter()
+                .any(|o| matches!(o, WriteOp::Move { to, .. } if to == "Sent"))
+        );
+        let in_sent = fake.messages("Sent");
+        assert_eq!(in_sent.len(), 1);
+        assert!(fake.messages("Drafts").is_empty());
+        let email = f
+            .account
+            .sync
+            .as_ref()
+            .unwrap()
+            .email(&ObjectId::new(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(email.keywords(), BTreeSet::from(["$seen".to_owned()]));
+    }
+
+    #[tokio::test]
+    async fn a_sent_copy_is_filed_unless_the_submitter_does_it() {
+        let (f, fake, _, id, _, _) = with_upstream(false).await;
+        let r = f
+            .call(
+                "EmailSubmission/set",
+                json!({"create": {"k1": {"identityId": identity(), "emailId": id}},
+                       "onSuccessDestroyEmail": ["#k1"]}),
+            )
+            .await;
+        assert_eq!(r[1][1]["destroyed"], json!([id]), "{r:?}");
+        let appended: Vec<_> = fake
+            .ops()
+            .into_iter()
+            .filter_map(|o| match o {
+                WriteOp::Append {
+                    mailbox,
+                    raw,
+                    keywords,
+                    ..
+                } => Some((mailbox, raw, keywords)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(appended.len(), 1);
+        assert_eq!(appended[0].0, "Sent");
+        // The Sent copy keeps Bcc; only what went out lost it.
+        assert!(String::from_utf8_lossy(&appended[0].1).contains("Bcc: dave@example.com"));
+        assert_eq!(appended[0].2, BTreeSet::from(["$seen".to_owned()]));
+        assert!(fake.messages("Drafts").is_empty());
+
+        let (f, fake, _, id, _, _) = with_upstream(true).await;
+        let r = submit(&f, json!({"identityId": identity(), "emailId": id})).await;
+        assert!(r["created"]["k1"]["id"].is_string());
+        assert!(
+            !fake
+                .ops()
+                .iter()
+                .any(|o| matches!(o, WriteOp::Append { .. }))
+        );
     }
 
     #[test]
