@@ -1035,6 +1035,22 @@ Content-Location: https://example.com/r.txt\n\nbody\n\
     }
 
     #[test]
+    fn digest_parts_default_to_messages() {
+        let raw = crlf(
+            "Content-Type: multipart/digest; boundary=d\n\n\
+--d\n\nSubject: one\n\nfirst\n\
+--d\nContent-Type: text/plain\n\nnot a message\n\
+--d--\n",
+        );
+        let body = Body::parse(&raw, "E1").unwrap();
+        assert_eq!(part(&body, "1").content_type, "message/rfc822");
+        assert_eq!(part(&body, "1").content, b"Subject: one\r\n\r\nfirst");
+        assert_eq!(part(&body, "2").content_type, "text/plain");
+        assert_eq!(ids(&body, &body.attachments), ["1"]);
+        assert_eq!(ids(&body, &body.text_body), ["2"]);
+    }
+
+    #[test]
     fn body_properties_are_checked() {
         assert_eq!(BodyProperty::parse_list(None).unwrap().len(), 10);
         let p =
