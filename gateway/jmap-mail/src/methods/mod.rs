@@ -8,6 +8,7 @@ mod common;
 mod email_get;
 mod email_query;
 mod email_set;
+mod filter;
 mod identity;
 mod mailbox;
 mod quota;
