@@ -70,7 +70,8 @@ struct Server {
     pending: BTreeSet<String>,
     ops: Vec<WriteOp>,
     sent: Vec<(Envelope, Vec<u8>)>,
-    fail_next: Vec<UpstreamError>,
+    /// What the next applies do: `None` lets one through, `Some` fails it.
+    fail_next: Vec<Option<UpstreamError>>,
     batch_size: usize,
 }
 
@@ -240,8 +241,10 @@ impl Server {
 
     fn apply(&mut self, op: WriteOp) -> Result<WriteOutcome, UpstreamError> {
         self.ops.push(op.clone());
-        if !self.fail_next.is_empty() {
-            return Err(self.fail_next.remove(0));
+        if !self.fail_next.is_empty()
+            && let Some(e) = self.fail_next.remove(0)
+        {
+            return Err(e);
         }
         match op {
             WriteOp::SetKeywords {
@@ -527,7 +530,12 @@ impl FakeUpstream {
 
     /// The next `apply` fails with `e` (queued: call again for the one after).
     pub fn fail_next(&self, e: UpstreamError) {
-        lock(&self.server).fail_next.push(e);
+        lock(&self.server).fail_next.push(Some(e));
+    }
+
+    /// The next `apply` goes through (to fail the one after with [`FakeUpstream::fail_next`]).
+    pub fn pass_next(&self) {
+        lock(&self.server).fail_next.push(None);
     }
 
     /// Every write op received, in order (failed ones included).
