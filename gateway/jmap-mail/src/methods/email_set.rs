@@ -1,13 +1,2212 @@
-//! (to be written)
+//! Email/set, Email/import and Email/copy (RFC 8621 §4.6–4.8), written through the account's
+//! sync driver: every change is applied upstream first and recorded by the driver's
+//! immediate re-sync, so the store (and the state strings) only ever show what upstream has.
+//!
+//! - **update**: `keywords` (whole or `keywords/…` patches) → keyword changes on every copy;
+//!   `mailboxIds` (whole or `mailboxIds/…` patches) → upstream Copy into added mailboxes,
+//!   Move out of a removed one, Delete in the other removed ones. Every other property is
+//!   immutable (`invalidProperties`); an empty `mailboxIds` is `invalidProperties`.
+//! - **destroy**: every copy deleted upstream.
+//! - **create**: the message is built from the Email object ([`build`]) and appended to the
+//!   first mailbox (copied to the others); its id is what the driver recorded at the uid the
+//!   append returned (or, without APPENDUID, the message with our generated Message-ID).
+//! - **import**: an uploaded blob appended as is. Duplicates (a message whose Email already
+//!   exists, as the id is derived from the message) are refused with `alreadyExists` and the
+//!   new copy is removed again.
+//! - **copy**: the raw message of the from-account's Email appended in the target account;
+//!   `onSuccessDestroyOriginal` adds the implicit Email/set response of the destroy.
+//!
+//! Upstream failures that concern one object (not found, refused) are that object's
+//! SetError; an unreachable upstream ends the method with `serverUnavailable` (what was
+//! applied before stays applied and shows in Email/changes).
 
-use jmap_engine::{AccountDirectory, Engine};
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::MailAccount;
+use jmap_engine::standard::{CopyRequest, CopyResponse, SetRequest, SetResponse};
+use jmap_engine::{
+    AccountDirectory, Arguments, CreatedIds, Engine, Handler, HandlerFuture, Id, IdRef, MethodCall,
+    MethodError, NoExtra, PatchObject, SetError, SetErrorType, UtcDate,
+};
+use serde_json::{Map, Value, json};
+use state::{DataType, EmailQuery, ObjectId};
+use upstream::{UpstreamError, WriteOp, WriteOutcome};
+
+use super::{MailAccount, jmap_id, object_id, store_error, sync_error};
+use crate::{AccountSync, EmailRecord, SyncError};
 
 pub(super) fn register<D>(engine: &mut Engine<D>)
 where
     D: AccountDirectory + 'static,
     D::Account: MailAccount,
 {
-    let _ = engine;
+    engine.register("Email/set", super::MAIL, EmailSet);
+    engine.register("Email/import", super::MAIL, EmailImport);
+    engine.register("Email/copy", super::MAIL, EmailCopy);
+}
+
+/// A per-object outcome, or a failure of the whole method.
+type ObjectResult<T> = Result<Result<T, SetError>, MethodError>;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+async fn email_state<A: MailAccount>(account: &A) -> Result<String, MethodError> {
+    Ok(account
+        .store()
+        .state(account.store_id(), DataType::Email)
+        .await
+        .map_err(store_error)?
+        .to_string())
+}
+
+async fn load_email<A: MailAccount>(
+    account: &A,
+    id: &str,
+) -> Result<Option<EmailRecord>, MethodError> {
+    let Ok(oid) = ObjectId::new(id) else {
+        return Ok(None);
+    };
+    let (_, rows) = account
+        .store()
+        .get_many(account.store_id(), DataType::Email, vec![oid])
+        .await
+        .map_err(store_error)?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .flatten()
+        .and_then(|b| EmailRecord::from_bytes(&b)))
+}
+
+fn sync_of<A: MailAccount>(account: &A) -> Result<&AccountSync, MethodError> {
+    account.sync().ok_or_else(|| {
+        MethodError::server_unavailable()
+            .with_description("the account's mail server is not connected")
+    })
+}
+
+/// The upstream name of a JMAP mailbox.
+fn remote_of(sync: &AccountSync, mailbox_id: &str) -> Option<String> {
+    sync.mailboxes()
+        .into_iter()
+        .find(|(_, m)| m.id == mailbox_id && m.selectable)
+        .map(|(r, _)| r.remote_id)
+}
+
+/// A sync failure as one object's SetError, or as the end of the method.
+fn object_error(e: SyncError) -> Result<SetError, MethodError> {
+    match e {
+        SyncError::Upstream(UpstreamError::NotFound(d)) => {
+            Ok(SetError::not_found().with_description(d))
+        }
+        SyncError::UnknownEmail(_) => Ok(SetError::not_found()),
+        SyncError::Upstream(UpstreamError::Refused(d) | UpstreamError::Unsupported(d)) => {
+            Ok(SetError::forbidden().with_description(d))
+        }
+        SyncError::UnknownMailbox(m) => Ok(SetError::invalid_properties(["mailboxIds"])
+            .with_description(format!("unknown mailbox {m}"))),
+        e => Err(sync_error(e)),
+    }
+}
+
+/// RFC 8621 §4.1.1: 1–255 characters of `%x21-%x7E` except `( ) { ] % * " \`.
+fn valid_keyword(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 255
+        && k.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && !b"(){]%*\"\\".contains(&b))
+}
+
+/// A `String[Boolean]` keywords value (every value `true`), lowercased.
+fn parse_keywords(v: Option<&Value>) -> Result<BTreeSet<String>, SetError> {
+    let bad = || SetError::invalid_properties(["keywords"]);
+    match v {
+        None | Some(Value::Null) => Ok(BTreeSet::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                if v == &Value::Bool(true) && valid_keyword(k) {
+                    Ok(k.to_lowercase())
+                } else {
+                    Err(bad().with_description(format!("invalid keyword '{k}'")))
+                }
+            })
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// Resolves a mailbox id that may be a `#creationId`.
+fn resolve_id(id: &str, created: &CreatedIds) -> Option<String> {
+    match id.strip_prefix('#') {
+        Some(_) => created.resolve_str(id).map(Id::into_string),
+        None => Some(id.to_owned()),
+    }
+}
+
+/// A `Id[Boolean]` mailboxIds value: non-empty, every value `true`, every mailbox known
+/// upstream.
+fn parse_mailbox_ids(
+    v: Option<&Value>,
+    sync: &AccountSync,
+    created: &CreatedIds,
+) -> Result<Vec<String>, SetError> {
+    let bad = |d: String| SetError::invalid_properties(["mailboxIds"]).with_description(d);
+    let Some(Value::Object(m)) = v else {
+        return Err(bad("mailboxIds must be a non-empty Id[Boolean]".into()));
+    };
+    if m.is_empty() {
+        return Err(bad("an Email must be in at least one mailbox".into()));
+    }
+    let mut out = Vec::new();
+    for (k, v) in m {
+        if v != &Value::Bool(true) {
+            return Err(bad(format!("the value for mailbox {k} must be true")));
+        }
+        let id = resolve_id(k, created).ok_or_else(|| bad(format!("unknown mailbox {k}")))?;
+        if remote_of(sync, &id).is_none() {
+            return Err(bad(format!("unknown mailbox {k}")));
+        }
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// The created-object properties of an Email (RFC 8621 §4.6).
+fn created_properties(r: &EmailRecord) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(r.id));
+    m.insert("blobId".into(), json!(r.id));
+    m.insert("threadId".into(), json!(r.thread_id));
+    m.insert("size".into(), json!(r.size));
+    m
+}
+
+/// Where the driver recorded an appended message.
+async fn locate_appended<A: MailAccount>(
+    account: &A,
+    sync: &AccountSync,
+    mailbox_id: &str,
+    uid: Option<&str>,
+    message_id: Option<&str>,
+) -> Result<Option<EmailRecord>, MethodError> {
+    if let Some(uid) = uid {
+        let id = sync.email_at(mailbox_id, uid).await.map_err(sync_error)?;
+        return match id {
+            Some(id) => load_email(account, id.as_str()).await,
+            None => Ok(None),
+        };
+    }
+    // No APPENDUID: the newest Emails of the mailbox with our Message-ID.
+    let (Some(mid), Ok(mailbox)) = (message_id, ObjectId::new(mailbox_id)) else {
+        return Ok(None);
+    };
+    let r = account
+        .store()
+        .query_emails(account.store_id(), EmailQuery::newest_in(mailbox, 200))
+        .await
+        .map_err(store_error)?;
+    let (_, rows) = account
+        .store()
+        .get_many(account.store_id(), DataType::Email, r.ids)
+        .await
+        .map_err(store_error)?;
+    let mid = mid.trim_matches(|c| c == '<' || c == '>');
+    Ok(rows
+        .into_iter()
+        .flatten()
+        .filter_map(|b| EmailRecord::from_bytes(&b))
+        .find(|r| {
+            r.message_id
+                .iter()
+                .any(|m| m.trim_matches(|c| c == '<' || c == '>') == mid)
+        }))
+}
+
+/// A message to store: where, with which keywords and arrival time.
+struct NewMessage<'a> {
+    mailbox_ids: &'a [String],
+    raw: Vec<u8>,
+    keywords: BTreeSet<String>,
+    received_at: Option<i64>,
+    /// Finds the message after the append when upstream does not tell its uid.
+    message_id: Option<&'a str>,
+    /// When the message turns out to be an Email that already existed, remove the new copy
+    /// and answer `alreadyExists`.
+    reject_duplicate: bool,
+}
+
+/// Appends `raw` to the first mailbox, copies it to the others and returns its record.
+async fn append<A: MailAccount>(
+    account: &A,
+    sync: &AccountSync,
+    new: NewMessage<'_>,
+) -> ObjectResult<EmailRecord> {
+    let NewMessage {
+        mailbox_ids,
+        raw,
+        keywords,
+        received_at,
+        message_id,
+        reject_duplicate,
+    } = new;
+    let Some((first, others)) = mailbox_ids.split_first() else {
+        return Ok(Err(SetError::invalid_properties(["mailboxIds"])));
+    };
+    let Some(remote) = remote_of(sync, first) else {
+        return Ok(Err(SetError::invalid_properties(["mailboxIds"])));
+    };
+    let outcome = match sync
+        .write(WriteOp::Append {
+            mailbox: remote.clone(),
+            raw,
+            keywords,
+            received_at,
+        })
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return object_error(e).map(Err),
+    };
+    let uid = match &outcome {
+        WriteOutcome::Appended(uid) => uid.clone(),
+        _ => None,
+    };
+    let Some(record) = locate_appended(account, sync, first, uid.as_deref(), message_id).await?
+    else {
+        return Err(MethodError::server_fail(
+            "the message was stored upstream but could not be found after the sync",
+        ));
+    };
+    let new_uid = uid.or_else(|| {
+        record
+            .locations
+            .get(first)
+            .and_then(|c| c.uids.keys().next_back().cloned())
+    });
+    if reject_duplicate && record.copies().len() > 1 {
+        if let Some(u) = &new_uid {
+            sync.write(WriteOp::Delete {
+                mailbox: remote,
+                uids: vec![u.clone()],
+            })
+            .await
+            .map_err(sync_error)?;
+        }
+        let existing = jmap_id(&ObjectId::new(record.id.clone()).map_err(store_error)?)?;
+        return Ok(Err(SetError::already_exists(existing)));
+    }
+    if let Some(u) = &new_uid {
+        for m in others {
+            let Some(to) = remote_of(sync, m) else {
+                continue;
+            };
+            if let Err(e) = sync
+                .write(WriteOp::Copy {
+                    from: remote.clone(),
+                    uids: vec![u.clone()],
+                    to,
+                })
+                .await
+            {
+                return object_error(e).map(Err);
+            }
+        }
+    }
+    Ok(load_email(account, &record.id)
+        .await?
+        .ok_or_else(SetError::not_found))
+}
+
+// ---------------------------------------------------------------------------------------
+// Email/set
+
+struct EmailSet;
+
+impl<D> Handler<D> for EmailSet
+where
+    D: AccountDirectory + 'static,
+    D::Account: MailAccount,
+{
+    fn call<'a>(&'a self, call: MethodCall<'a, D>) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let request = SetRequest::<NoExtra>::from_arguments(call.arguments.clone())?;
+            let account = call.account()?;
+            let old_state = email_state(account).await?;
+            request.check_state(&old_state)?;
+            let mut response: SetResponse = SetResponse::new(
+                request.account_id.clone(),
+                Some(old_state.clone()),
+                old_state,
+            );
+            if request.object_count() == 0 {
+                return Ok(call.reply(response.to_arguments()));
+            }
+            let sync = sync_of(account)?;
+            let mut created = call.created_ids.clone();
+
+            for (cid, object) in request.create.iter().flatten() {
+                match create_one(account, sync, object, &created).await? {
+                    Ok(r) => {
+                        if let Ok(id) = Id::new(r.id.clone()) {
+                            created.insert(cid.clone(), id);
+                        }
+                        response.add_created(cid.clone(), created_properties(&r));
+                    }
+                    Err(e) => response.add_not_created(cid.clone(), e),
+                }
+            }
+            for (id_ref, patch) in request.update.iter().flatten() {
+                let Some(id) = created.resolve(id_ref) else {
+                    response.add_not_updated(id_ref.clone(), SetError::not_found());
+                    continue;
+                };
+                match update_one(account, sync, &id, patch, &created).await? {
+                    Ok(()) => response.add_updated(id, None),
+                    Err(e) => response.add_not_updated(id_ref.clone(), e),
+                }
+            }
+            for id_ref in request.destroy.iter().flatten() {
+                let Some(id) = created.resolve(id_ref) else {
+                    response.add_not_destroyed(id_ref.clone(), SetError::not_found());
+                    continue;
+                };
+                match destroy_one(account, sync, &id).await? {
+                    Ok(()) => response.add_destroyed(id),
+                    Err(e) => response.add_not_destroyed(id_ref.clone(), e),
+                }
+            }
+            response.new_state = email_state(account).await?;
+            Ok(call.reply(response.to_arguments()))
+        })
+    }
+}
+
+async fn destroy_one<A: MailAccount>(account: &A, sync: &AccountSync, id: &Id) -> ObjectResult<()> {
+    let Some(oid) = object_id(id) else {
+        return Ok(Err(SetError::not_found()));
+    };
+    if load_email(account, id.as_str()).await?.is_none() {
+        return Ok(Err(SetError::not_found()));
+    }
+    match sync.destroy_email(&oid).await {
+        Ok(()) => Ok(Ok(())),
+        Err(e) => object_error(e).map(Err),
+    }
+}
+
+/// The patch with `keywords/…` keys lowercased and `mailboxIds/#creationId` keys resolved.
+fn normalise_patch(patch: &PatchObject, created: &CreatedIds) -> PatchObject {
+    let map = patch
+        .as_map()
+        .iter()
+        .map(|(k, v)| {
+            let key = if let Some(kw) = k.strip_prefix("keywords/") {
+                format!("keywords/{}", kw.to_lowercase())
+            } else if let Some(m) = k.strip_prefix("mailboxIds/")
+                && m.starts_with('#')
+            {
+                match resolve_id(m, created) {
+                    Some(id) => format!("mailboxIds/{id}"),
+                    None => k.clone(),
+                }
+            } else {
+                k.clone()
+            };
+            (key, v.clone())
+        })
+        .collect();
+    PatchObject::new(map)
+}
+
+async fn update_one<A: MailAccount>(
+    account: &A,
+    sync: &AccountSync,
+    id: &Id,
+    patch: &PatchObject,
+    created: &CreatedIds,
+) -> ObjectResult<()> {
+    let Some(record) = load_email(account, id.as_str()).await? else {
+        return Ok(Err(SetError::not_found()));
+    };
+    let immutable: Vec<String> = patch
+        .properties()
+        .into_iter()
+        .filter(|p| p != "keywords" && p != "mailboxIds")
+        .collect();
+    if !immutable.is_empty() {
+        return Ok(Err(SetError::invalid_properties(immutable)
+            .with_description(
+                "only keywords and mailboxIds of an Email can change",
+            )));
+    }
+    let old_keywords = record.keywords();
+    let old_mailboxes: Vec<String> = record.mailbox_ids().map(str::to_owned).collect();
+    let current = json!({
+        "keywords": old_keywords.iter().map(|k| (k.clone(), json!(true))).collect::<Map<_, _>>(),
+        "mailboxIds": old_mailboxes.iter().map(|m| (m.clone(), json!(true))).collect::<Map<_, _>>(),
+    });
+    let patched = match normalise_patch(patch, created).apply(&current) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let new_keywords = match parse_keywords(patched.get("keywords")) {
+        Ok(k) => k,
+        Err(e) => return Ok(Err(e)),
+    };
+    let new_mailboxes = match parse_mailbox_ids(patched.get("mailboxIds"), sync, created) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(oid) = object_id(id) else {
+        return Ok(Err(SetError::not_found()));
+    };
+
+    // Keywords first, so that copies made below carry the new ones.
+    let add: BTreeSet<String> = new_keywords.difference(&old_keywords).cloned().collect();
+    let remove: BTreeSet<String> = old_keywords.difference(&new_keywords).cloned().collect();
+    if (!add.is_empty() || !remove.is_empty())
+        && let Err(e) = sync.set_email_keywords(&oid, add, remove).await
+    {
+        return object_error(e).map(Err);
+    }
+
+    let added: Vec<&String> = new_mailboxes
+        .iter()
+        .filter(|m| !old_mailboxes.contains(m))
+        .collect();
+    let removed: Vec<&String> = old_mailboxes
+        .iter()
+        .filter(|m| !new_mailboxes.contains(m))
+        .collect();
+    if added.is_empty() && removed.is_empty() {
+        return Ok(Ok(()));
+    }
+    let uids_in = |m: &str| -> Vec<String> {
+        record
+            .locations
+            .get(m)
+            .map(|c| c.uids.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    // The copy the new mailboxes get theirs from: one being removed (it can be moved),
+    // else any.
+    let source = removed
+        .first()
+        .map(|m| (*m).clone())
+        .or_else(|| old_mailboxes.first().cloned());
+    let mut ops = Vec::new();
+    let remote = |m: &str| remote_of(sync, m);
+    match (source, added.split_last()) {
+        (Some(src), Some((last, rest))) => {
+            let Some(from) = remote(&src) else {
+                return Ok(Err(SetError::invalid_properties(["mailboxIds"])));
+            };
+            let uids = uids_in(&src);
+            for m in rest {
+                if let Some(to) = remote(m) {
+                    ops.push(WriteOp::Copy {
+                        from: from.clone(),
+                        uids: uids.clone(),
+                        to,
+                    });
+                }
+            }
+            if let Some(to) = remote(last) {
+                if removed.iter().any(|m| **m == src) {
+                    ops.push(WriteOp::Move { from, uids, to });
+                } else {
+                    ops.push(WriteOp::Copy { from, uids, to });
+                }
+            }
+            for m in removed.iter().filter(|m| ***m != src) {
+                if let Some(mailbox) = remote(m) {
+                    ops.push(WriteOp::Delete {
+                        mailbox,
+                        uids: uids_in(m),
+                    });
+                }
+            }
+        }
+        _ => {
+            for m in &removed {
+                if let Some(mailbox) = remote(m) {
+                    ops.push(WriteOp::Delete {
+                        mailbox,
+                        uids: uids_in(m),
+                    });
+                }
+            }
+        }
+    }
+    for op in ops {
+        if let Err(e) = sync.write(op).await {
+            return object_error(e).map(Err);
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Reads a blob for a body part or an import: an upload, else an Email's raw message.
+async fn read_blob<A: MailAccount>(
+    account: &A,
+    blob_id: &str,
+) -> Result<Option<Vec<u8>>, MethodError> {
+    if let Some(b) = account
+        .store()
+        .blob_get(account.store_id(), blob_id.as_bytes().to_vec())
+        .await
+        .map_err(store_error)?
+    {
+        return Ok(Some(b));
+    }
+    let (Some(sync), Ok(oid)) = (account.sync(), ObjectId::new(blob_id)) else {
+        return Ok(None);
+    };
+    if load_email(account, blob_id).await?.is_none() {
+        return Ok(None);
+    }
+    match sync.raw_message(&oid).await {
+        Ok(raw) => Ok(Some(raw)),
+        Err(SyncError::UnknownEmail(_) | SyncError::Upstream(UpstreamError::NotFound(_))) => {
+            Ok(None)
+        }
+        Err(e) => Err(sync_error(e)),
+    }
+}
+
+async fn create_one<A: MailAccount>(
+    account: &A,
+    sync: &AccountSync,
+    object: &Map<String, Value>,
+    created: &CreatedIds,
+) -> ObjectResult<EmailRecord> {
+    let mailbox_ids = match parse_mailbox_ids(object.get("mailboxIds"), sync, created) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let keywords = match parse_keywords(object.get("keywords")) {
+        Ok(k) => k,
+        Err(e) => return Ok(Err(e)),
+    };
+    let received_at = match object.get("receivedAt") {
+        None | Some(Value::Null) => now(),
+        Some(Value::String(s)) => match UtcDate::parse(s) {
+            Ok(d) => d.timestamp(),
+            Err(_) => return Ok(Err(SetError::invalid_properties(["receivedAt"]))),
+        },
+        Some(_) => return Ok(Err(SetError::invalid_properties(["receivedAt"]))),
+    };
+    // Every blob the body parts name, read up front.
+    let mut blobs = BTreeMap::new();
+    let mut missing = Vec::new();
+    for blob_id in build::blob_ids(object) {
+        match read_blob(account, &blob_id).await? {
+            Some(b) => {
+                blobs.insert(blob_id, b);
+            }
+            None => missing.push(blob_id),
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(Err(
+            SetError::new(SetErrorType::BlobNotFound).with_property("notFound", json!(missing))
+        ));
+    }
+    let message = match build::message(object, &blobs, received_at) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let new = NewMessage {
+        mailbox_ids: &mailbox_ids,
+        raw: message.raw,
+        keywords,
+        received_at: Some(received_at),
+        message_id: Some(&message.message_id),
+        reject_duplicate: false,
+    };
+    append(account, sync, new).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Email/import
+
+struct EmailImport;
+
+impl<D> Handler<D> for EmailImport
+where
+    D: AccountDirectory + 'static,
+    D::Account: MailAccount,
+{
+    fn call<'a>(&'a self, call: MethodCall<'a, D>) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let mut args = Arguments::new(call.arguments.clone());
+            let account_id: Id = args.required("accountId")?;
+            let if_in_state: Option<String> = args.optional("ifInState")?;
+            let emails: BTreeMap<Id, Map<String, Value>> = args.required("emails")?;
+            args.finish()?;
+            let max = call.limits().max_objects_in_set.get();
+            if u64::try_from(emails.len()).unwrap_or(u64::MAX) > max {
+                return Err(MethodError::request_too_large(format!(
+                    "{} emails, more than maxObjectsInSet ({max})",
+                    emails.len()
+                )));
+            }
+            let account = call.account()?;
+            let old_state = email_state(account).await?;
+            if if_in_state.as_ref().is_some_and(|s| *s != old_state) {
+                return Err(MethodError::state_mismatch());
+            }
+            let mut response: SetResponse =
+                SetResponse::new(account_id, Some(old_state.clone()), old_state);
+            if !emails.is_empty() {
+                let sync = sync_of(account)?;
+                for (cid, object) in &emails {
+                    match import_one(account, sync, object, call.created_ids).await? {
+                        Ok(r) => response.add_created(cid.clone(), created_properties(&r)),
+                        Err(e) => response.add_not_created(cid.clone(), e),
+                    }
+                }
+                response.new_state = email_state(account).await?;
+            }
+            let mut out = Map::new();
+            out.insert("accountId".into(), json!(response.account_id));
+            out.insert("oldState".into(), json!(response.old_state));
+            out.insert("newState".into(), json!(response.new_state));
+            out.insert("created".into(), json!(response.created));
+            out.insert("notCreated".into(), json!(response.not_created));
+            Ok(call.reply(out))
+        })
+    }
+}
+
+/// The message begins with a header field (`name:`), as RFC 5322 wants.
+fn starts_with_header_field(raw: &[u8]) -> bool {
+    let line = raw.split(|b| *b == b'\n').next().unwrap_or_default();
+    match line.iter().position(|b| *b == b':') {
+        Some(colon) if colon > 0 => line[..colon].iter().all(|b| (0x21..=0x7e).contains(b)),
+        _ => false,
+    }
+}
+
+async fn import_one<A: MailAccount>(
+    account: &A,
+    sync: &AccountSync,
+    object: &Map<String, Value>,
+    created: &CreatedIds,
+) -> ObjectResult<EmailRecord> {
+    if let Some(k) = object
+        .keys()
+        .find(|k| !["blobId", "mailboxIds", "keywords", "receivedAt"].contains(&k.as_str()))
+    {
+        return Ok(Err(SetError::invalid_properties([k.clone()])
+            .with_description(
+                "an EmailImport has blobId, mailboxIds, keywords, receivedAt",
+            )));
+    }
+    let Some(Value::String(blob_id)) = object.get("blobId") else {
+        return Ok(Err(SetError::invalid_properties(["blobId"])));
+    };
+    let blob_id = created
+        .resolve_str(blob_id)
+        .map_or_else(|| blob_id.clone(), Id::into_string);
+    let mailbox_ids = match parse_mailbox_ids(object.get("mailboxIds"), sync, created) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let keywords = match parse_keywords(object.get("keywords")) {
+        Ok(k) => k,
+        Err(e) => return Ok(Err(e)),
+    };
+    let explicit_received = match object.get("receivedAt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match UtcDate::parse(s) {
+            Ok(d) => Some(d.timestamp()),
+            Err(_) => return Ok(Err(SetError::invalid_properties(["receivedAt"]))),
+        },
+        Some(_) => return Ok(Err(SetError::invalid_properties(["receivedAt"]))),
+    };
+    // RFC 8621 §4.8: a blob id that is not found is an invalid property.
+    let Some(raw) = read_blob(account, &blob_id).await? else {
+        return Ok(Err(SetError::invalid_properties(["blobId"])
+            .with_description(format!("blob {blob_id} not found"))));
+    };
+    let Some(parsed) = mail_parser::MessageParser::default().parse(&raw[..]) else {
+        return Ok(Err(SetError::new(SetErrorType::InvalidEmail)
+            .with_description("the blob is not an RFC 5322 message")));
+    };
+    if parsed.headers().is_empty() || !starts_with_header_field(&raw) {
+        return Ok(Err(SetError::new(SetErrorType::InvalidEmail)
+            .with_description("the blob has no header fields")));
+    }
+    let received_at = explicit_received.unwrap_or_else(|| {
+        parsed
+            .received_all()
+            .next()
+            .and_then(|r| r.date())
+            .map_or_else(now, |d| d.to_timestamp())
+    });
+    let message_id = parsed.message_id().map(str::to_owned);
+    drop(parsed);
+    let new = NewMessage {
+        mailbox_ids: &mailbox_ids,
+        raw,
+        keywords,
+        received_at: Some(received_at),
+        message_id: message_id.as_deref(),
+        reject_duplicate: true,
+    };
+    append(account, sync, new).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Email/copy
+
+struct EmailCopy;
+
+impl<D> Handler<D> for EmailCopy
+where
+    D: AccountDirectory + 'static,
+    D::Account: MailAccount,
+{
+    fn call<'a>(&'a self, call: MethodCall<'a, D>) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let request = CopyRequest::<NoExtra>::from_arguments(call.arguments.clone())?;
+            let from = call.from_account()?;
+            let to = call.account()?;
+            let from_state = email_state(from).await?;
+            if request
+                .if_from_in_state
+                .as_ref()
+                .is_some_and(|s| *s != from_state)
+            {
+                return Err(MethodError::state_mismatch());
+            }
+            let old_state = email_state(to).await?;
+            if request
+                .if_in_state
+                .as_ref()
+                .is_some_and(|s| *s != old_state)
+            {
+                return Err(MethodError::state_mismatch());
+            }
+            let mut response: CopyResponse = CopyResponse::new(
+                request.from_account_id.clone(),
+                request.account_id.clone(),
+                Some(old_state.clone()),
+                old_state,
+            );
+            let mut copied: Vec<Id> = Vec::new();
+            if !request.create.is_empty() {
+                let sync = sync_of(to)?;
+                for (cid, object) in &request.create {
+                    let source = match CopyRequest::<NoExtra>::source_id(object, call.created_ids) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            response.add_not_created(cid.clone(), e);
+                            continue;
+                        }
+                    };
+                    match copy_one(from, to, sync, &source, object, call.created_ids).await? {
+                        Ok(r) => {
+                            response.add_created(cid.clone(), created_properties(&r));
+                            copied.push(source);
+                        }
+                        Err(e) => response.add_not_created(cid.clone(), e),
+                    }
+                }
+                response.new_state = email_state(to).await?;
+            }
+            let output = call.reply(response.to_arguments());
+            if !request.on_success_destroy_original || copied.is_empty() {
+                return Ok(output);
+            }
+            // The implicit Email/set in the from-account (RFC 8620 §5.4).
+            let destroy = destroy_in(
+                from,
+                &request.from_account_id,
+                &copied,
+                request.destroy_from_if_in_state.as_deref(),
+            )
+            .await;
+            Ok(match destroy {
+                Ok(args) => output.and_then("Email/set", args),
+                Err(e) => output.and_then("error", e.to_arguments()),
+            })
+        })
+    }
+}
+
+/// Email/set { destroy } in `account`, as the arguments of its response.
+async fn destroy_in<A: MailAccount>(
+    account: &A,
+    account_id: &Id,
+    ids: &[Id],
+    if_in_state: Option<&str>,
+) -> Result<Map<String, Value>, MethodError> {
+    let old_state = email_state(account).await?;
+    if if_in_state.is_some_and(|s| s != old_state) {
+        return Err(MethodError::state_mismatch());
+    }
+    let sync = sync_of(account)?;
+    let mut response: SetResponse =
+        SetResponse::new(account_id.clone(), Some(old_state.clone()), old_state);
+    for id in ids {
+        match destroy_one(account, sync, id).await? {
+            Ok(()) => response.add_destroyed(id.clone()),
+            Err(e) => response.add_not_destroyed(IdRef::Id(id.clone()), e),
+        }
+    }
+    response.new_state = email_state(account).await?;
+    Ok(response.to_arguments())
+}
+
+async fn copy_one<A: MailAccount>(
+    from: &A,
+    to: &A,
+    sync: &AccountSync,
+    source: &Id,
+    object: &Map<String, Value>,
+    created: &CreatedIds,
+) -> ObjectResult<EmailRecord> {
+    if let Some(k) = object
+        .keys()
+        .find(|k| !["id", "mailboxIds", "keywords", "receivedAt"].contains(&k.as_str()))
+    {
+        return Ok(Err(SetError::invalid_properties([k.clone()])
+            .with_description(
+                "only mailboxIds, keywords and receivedAt may be set on a copied Email",
+            )));
+    }
+    let Some(original) = load_email(from, source.as_str()).await? else {
+        return Ok(Err(SetError::not_found()));
+    };
+    let mailbox_ids = match parse_mailbox_ids(object.get("mailboxIds"), sync, created) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let keywords = match object.get("keywords") {
+        None => original.keywords(),
+        v => match parse_keywords(v) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        },
+    };
+    let received_at = match object.get("receivedAt") {
+        None | Some(Value::Null) => original.received_at,
+        Some(Value::String(s)) => match UtcDate::parse(s) {
+            Ok(d) => d.timestamp(),
+            Err(_) => return Ok(Err(SetError::invalid_properties(["receivedAt"]))),
+        },
+        Some(_) => return Ok(Err(SetError::invalid_properties(["receivedAt"]))),
+    };
+    let Some(from_sync) = from.sync() else {
+        return Err(MethodError::server_unavailable()
+            .with_description("the from-account's mail server is not connected"));
+    };
+    let Some(oid) = object_id(source) else {
+        return Ok(Err(SetError::not_found()));
+    };
+    let raw = match from_sync.raw_message(&oid).await {
+        Ok(r) => r,
+        Err(e) => return object_error(e).map(Err),
+    };
+    let new = NewMessage {
+        mailbox_ids: &mailbox_ids,
+        raw,
+        keywords,
+        received_at: Some(received_at),
+        message_id: original.message_id.first().map(String::as_str),
+        reject_duplicate: true,
+    };
+    append(to, sync, new).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Building an RFC 5322 message from an Email object.
+
+mod build {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+
+    use base64::Engine as _;
+    use jmap_engine::{Date, SetError};
+    use ring::rand::SecureRandom as _;
+    use serde_json::{Map, Value};
+
+    /// The message and the Message-ID it carries.
+    pub struct Built {
+        pub raw: Vec<u8>,
+        pub message_id: String,
+    }
+
+    /// Properties a created Email may not have (server-set, or `headers`).
+    const FORBIDDEN: [&str; 7] = [
+        "id",
+        "blobId",
+        "threadId",
+        "size",
+        "hasAttachment",
+        "preview",
+        "headers",
+    ];
+
+    const CONVENIENCE: [(&str, &str, Form); 11] = [
+        ("messageId", "Message-ID", Form::MessageIds),
+        ("inReplyTo", "In-Reply-To", Form::MessageIds),
+        ("references", "References", Form::MessageIds),
+        ("sender", "Sender", Form::Addresses),
+        ("from", "From", Form::Addresses),
+        ("to", "To", Form::Addresses),
+        ("cc", "Cc", Form::Addresses),
+        ("bcc", "Bcc", Form::Addresses),
+        ("replyTo", "Reply-To", Form::Addresses),
+        ("subject", "Subject", Form::Text),
+        ("sentAt", "Date", Form::Date),
+    ];
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Form {
+        Raw,
+        Text,
+        Addresses,
+        GroupedAddresses,
+        MessageIds,
+        Date,
+        Urls,
+    }
+
+    fn invalid(p: &str, why: impl Into<String>) -> SetError {
+        SetError::invalid_properties([p.to_owned()]).with_description(why.into())
+    }
+
+    fn random_hex(n: usize) -> String {
+        let mut buf = vec![0u8; n];
+        let _ = ring::rand::SystemRandom::new().fill(&mut buf);
+        buf.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    /// Every blobId the body parts of an Email object name.
+    pub fn blob_ids(object: &Map<String, Value>) -> Vec<String> {
+        fn walk(v: &Value, out: &mut Vec<String>) {
+            if let Value::Object(p) = v {
+                if let Some(Value::String(b)) = p.get("blobId") {
+                    out.push(b.clone());
+                }
+                if let Some(Value::Array(sub)) = p.get("subParts") {
+                    sub.iter().for_each(|s| walk(s, out));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for key in ["bodyStructure", "textBody", "htmlBody", "attachments"] {
+            match object.get(key) {
+                Some(Value::Array(parts)) => parts.iter().for_each(|p| walk(p, &mut out)),
+                Some(v) => walk(v, &mut out),
+                None => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    // --- header encoding ---------------------------------------------------------------
+
+    /// Unstructured text, with RFC 2047 encoded words when it is not plain ASCII.
+    fn encode_text(s: &str) -> String {
+        let plain = s.is_ascii() && !s.contains(['\r', '\n']) && !s.contains("=?");
+        if plain {
+            return s.to_owned();
+        }
+        let mut words = Vec::new();
+        let mut chunk = String::new();
+        for c in s.chars() {
+            let c = if c == '\r' || c == '\n' { ' ' } else { c };
+            if chunk.len() + c.len_utf8() > 45 {
+                words.push(std::mem::take(&mut chunk));
+            }
+            chunk.push(c);
+        }
+        if !chunk.is_empty() {
+            words.push(chunk);
+        }
+        words
+            .iter()
+            .map(|w| {
+                format!(
+                    "=?UTF-8?B?{}?=",
+                    base64::engine::general_purpose::STANDARD.encode(w.as_bytes())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n ")
+    }
+
+    /// A display name: as is when it is atoms, quoted when ASCII, else encoded.
+    fn encode_phrase(s: &str) -> String {
+        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~ ".contains(c);
+        if s.chars().all(atext) && !s.trim().is_empty() {
+            s.to_owned()
+        } else if s.is_ascii() && !s.contains(['\r', '\n']) {
+            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+        } else {
+            encode_text(s)
+        }
+    }
+
+    fn address(a: &Value) -> Option<String> {
+        let a = a.as_object()?;
+        let email = match a.get("email") {
+            Some(Value::String(e)) => e.clone(),
+            _ => return None,
+        };
+        if email.contains(['\r', '\n', '<', '>']) {
+            return None;
+        }
+        match a.get("name") {
+            Some(Value::String(n)) if !n.is_empty() => {
+                Some(format!("{} <{email}>", encode_phrase(n)))
+            }
+            None | Some(Value::Null | Value::String(_)) => Some(email),
+            _ => None,
+        }
+    }
+
+    fn address_list(v: &Value) -> Option<String> {
+        let list = v
+            .as_array()?
+            .iter()
+            .map(address)
+            .collect::<Option<Vec<_>>>()?;
+        Some(join_folded(&list, ","))
+    }
+
+    fn join_folded(items: &[String], sep: &str) -> String {
+        let total: usize = items.iter().map(String::len).sum();
+        if total < 60 {
+            items.join(&format!("{sep} "))
+        } else {
+            items.join(&format!("{sep}\r\n "))
+        }
+    }
+
+    fn rfc5322_date(d: &Date) -> String {
+        // The offset as written in the Date (…Z or …±hh:mm).
+        let text = d.as_str();
+        let offset_minutes: i64 = if text.ends_with('Z') || text.ends_with('z') {
+            0
+        } else {
+            let tail = &text[text.len().saturating_sub(6)..];
+            let sign = if tail.starts_with('-') { -1 } else { 1 };
+            let h: i64 = tail.get(1..3).and_then(|x| x.parse().ok()).unwrap_or(0);
+            let m: i64 = tail.get(4..6).and_then(|x| x.parse().ok()).unwrap_or(0);
+            sign * (h * 60 + m)
+        };
+        format_date(d.timestamp(), offset_minutes)
+    }
+
+    pub fn format_date(timestamp: i64, offset_minutes: i64) -> String {
+        let local = timestamp + offset_minutes * 60;
+        let days = local.div_euclid(86_400);
+        let secs = local.rem_euclid(86_400);
+        let (y, mo, d) = upstream::civil::civil_from_days(days);
+        const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let wd = WEEKDAYS[usize::try_from(days.rem_euclid(7)).unwrap_or(0)];
+        let mon = MONTHS[usize::try_from(mo - 1).unwrap_or(0).min(11)];
+        let sign = if offset_minutes < 0 { '-' } else { '+' };
+        let off = offset_minutes.abs();
+        format!(
+            "{wd}, {d} {mon} {y:04} {:02}:{:02}:{:02} {sign}{:02}{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            off / 60,
+            off % 60
+        )
+    }
+
+    /// One header value in a parsed form, as header text.
+    fn format_value(form: Form, v: &Value) -> Option<String> {
+        match form {
+            Form::Raw => {
+                let s = v.as_str()?;
+                Some(s.strip_prefix(' ').unwrap_or(s).to_owned())
+            }
+            Form::Text => Some(encode_text(v.as_str()?)),
+            Form::Addresses => address_list(v),
+            Form::GroupedAddresses => {
+                let groups = v
+                    .as_array()?
+                    .iter()
+                    .map(|g| {
+                        let g = g.as_object()?;
+                        let list = address_list(g.get("addresses")?)?;
+                        match g.get("name") {
+                            Some(Value::String(n)) => {
+                                Some(format!("{}: {list};", encode_phrase(n)))
+                            }
+                            _ => Some(list),
+                        }
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(join_folded(&groups, ","))
+            }
+            Form::MessageIds => {
+                let ids = v
+                    .as_array()?
+                    .iter()
+                    .map(|i| {
+                        let i = i.as_str()?;
+                        (!i.is_empty() && !i.contains(['<', '>', ' ', '\r', '\n']))
+                            .then(|| format!("<{i}>"))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(join_folded(&ids, ""))
+            }
+            Form::Date => Some(rfc5322_date(&Date::parse(v.as_str()?).ok()?)),
+            Form::Urls => {
+                let urls = v
+                    .as_array()?
+                    .iter()
+                    .map(|u| {
+                        let u = u.as_str()?;
+                        (!u.contains(['<', '>', ' ', '\r', '\n'])).then(|| format!("<{u}>"))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(join_folded(&urls, ","))
+            }
+        }
+    }
+
+    /// `header:Name[:form][:all]` → (name, form, all).
+    fn parse_header_property(p: &str) -> Option<(String, Form, bool)> {
+        let rest = p.strip_prefix("header:")?;
+        let mut parts: Vec<&str> = rest.split(':').collect();
+        let all = parts.last() == Some(&"all");
+        if all {
+            parts.pop();
+        }
+        let (name, form) = match parts.as_slice() {
+            [name] => (*name, Form::Raw),
+            [name, form] => (
+                *name,
+                match *form {
+                    "asRaw" => Form::Raw,
+                    "asText" => Form::Text,
+                    "asAddresses" => Form::Addresses,
+                    "asGroupedAddresses" => Form::GroupedAddresses,
+                    "asMessageIds" => Form::MessageIds,
+                    "asDate" => Form::Date,
+                    "asURLs" => Form::Urls,
+                    _ => return None,
+                },
+            ),
+            _ => return None,
+        };
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b':');
+        valid.then(|| (name.to_owned(), form, all))
+    }
+
+    /// The header fields an object (Email or body part) sets, in order: convenience
+    /// properties (when `convenience`) and `header:` properties. Duplicates of one field and
+    /// values that do not fit the form are invalid.
+    fn headers_of(
+        object: &Map<String, Value>,
+        convenience: bool,
+        content_allowed: bool,
+    ) -> Result<Vec<(String, String)>, SetError> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        let add = |name: &str, p: &str, seen: &mut Vec<String>| -> Result<(), SetError> {
+            let lower = name.to_ascii_lowercase();
+            if seen.contains(&lower) {
+                return Err(invalid(
+                    p,
+                    format!("the {name} header field is given twice"),
+                ));
+            }
+            if !content_allowed && lower.starts_with("content-") {
+                return Err(invalid(p, "Content-* header fields belong on body parts"));
+            }
+            if lower == "content-transfer-encoding" {
+                return Err(invalid(
+                    p,
+                    "Content-Transfer-Encoding is chosen by the server",
+                ));
+            }
+            seen.push(lower);
+            Ok(())
+        };
+        if convenience {
+            for (p, name, form) in CONVENIENCE {
+                match object.get(p) {
+                    None | Some(Value::Null) => {}
+                    Some(v) => {
+                        add(name, p, &mut seen)?;
+                        let value = format_value(form, v)
+                            .ok_or_else(|| invalid(p, format!("invalid {p}")))?;
+                        out.push((name.to_owned(), value));
+                    }
+                }
+            }
+        }
+        for (p, v) in object {
+            if !p.starts_with("header:") {
+                continue;
+            }
+            let (name, form, all) =
+                parse_header_property(p).ok_or_else(|| invalid(p, "invalid header property"))?;
+            add(&name, p, &mut seen)?;
+            let values: Vec<&Value> = match (all, v) {
+                (_, Value::Null) => Vec::new(),
+                (true, Value::Array(list)) => list.iter().collect(),
+                (true, _) => return Err(invalid(p, "a ':all' header property takes an array")),
+                (false, v) => vec![v],
+            };
+            for v in values {
+                let value = format_value(form, v).ok_or_else(|| invalid(p, "invalid value"))?;
+                out.push((name.clone(), value));
+            }
+        }
+        Ok(out)
+    }
+
+    // --- MIME parts -----------------------------------------------------------------------
+
+    struct Part {
+        headers: Vec<(String, String)>,
+        body: Body,
+    }
+
+    enum Body {
+        Leaf(Vec<u8>),
+        Multi { boundary: String, parts: Vec<Part> },
+    }
+
+    fn quoted_printable(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let normalised = text.replace("\r\n", "\n");
+        let lines: Vec<&str> = normalised.split('\n').collect();
+        for (i, line) in lines.iter().enumerate() {
+            let bytes = line.as_bytes();
+            let mut col = 0;
+            for (j, &b) in bytes.iter().enumerate() {
+                let last = j + 1 == bytes.len();
+                let literal =
+                    (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
+                let piece = if literal {
+                    vec![b]
+                } else {
+                    format!("={b:02X}").into_bytes()
+                };
+                if col + piece.len() > 75 {
+                    out.extend_from_slice(b"=\r\n");
+                    col = 0;
+                }
+                col += piece.len();
+                out.extend_from_slice(&piece);
+            }
+            if i + 1 < lines.len() {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+
+    fn base64_lines(data: &[u8]) -> Vec<u8> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+        let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38);
+        for chunk in encoded.as_bytes().chunks(76) {
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    fn short_lines(data: &[u8]) -> bool {
+        data.split(|b| *b == b'\n').all(|l| l.len() < 990)
+    }
+
+    /// A parameter value, quoted, or RFC 2231-encoded when not ASCII.
+    fn param(name: &str, value: &str) -> String {
+        if value.is_ascii() && !value.contains(['\r', '\n']) {
+            format!(
+                "; {name}=\"{}\"",
+                value.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        } else {
+            let enc: String = value
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!("; {name}*=utf-8''{enc}")
+        }
+    }
+
+    fn string_prop<'a>(p: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, SetError> {
+        match p.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.contains(['\r', '\n']) => Ok(Some(s)),
+            Some(_) => Err(invalid(key, format!("invalid body part {key}"))),
+        }
+    }
+
+    /// An EmailBodyPart for creation as a MIME part.
+    fn part(
+        v: &Value,
+        body_values: &Map<String, Value>,
+        blobs: &BTreeMap<String, Vec<u8>>,
+        depth: usize,
+    ) -> Result<Part, SetError> {
+        let p = v
+            .as_object()
+            .ok_or_else(|| invalid("bodyStructure", "a body part must be an object"))?;
+        if depth > 20 {
+            return Err(invalid("bodyStructure", "body parts nested too deep"));
+        }
+        if p.contains_key("headers") {
+            return Err(invalid(
+                "headers",
+                "set header fields as header:* properties",
+            ));
+        }
+        let mut headers = headers_of(p, false, true)?;
+        if headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            return Err(invalid("bodyStructure", "give the type as 'type'"));
+        }
+        let ty = string_prop(p, "type")?.map(str::to_ascii_lowercase);
+        if let Some(Value::Array(subs)) = p.get("subParts") {
+            let ty = ty.unwrap_or_else(|| "multipart/mixed".into());
+            if !ty.starts_with("multipart/") {
+                return Err(invalid(
+                    "bodyStructure",
+                    "only multipart parts have subParts",
+                ));
+            }
+            let boundary = format!("=_{}", random_hex(12));
+            headers.insert(
+                0,
+                (
+                    "Content-Type".into(),
+                    format!("{ty}; boundary=\"{boundary}\""),
+                ),
+            );
+            let parts = subs
+                .iter()
+                .map(|s| part(s, body_values, blobs, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Part {
+                headers,
+                body: Body::Multi { boundary, parts },
+            });
+        }
+        let (content, from_value) = match (p.get("partId"), p.get("blobId")) {
+            (Some(Value::String(id)), None) => {
+                if p.contains_key("charset") {
+                    return Err(invalid("charset", "no charset with a partId"));
+                }
+                if p.contains_key("size") {
+                    return Err(invalid("size", "no size with a partId"));
+                }
+                let bv = body_values
+                    .get(id)
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| invalid("bodyValues", format!("no body value {id}")))?;
+                if bv.get("isEncodingProblem") == Some(&Value::Bool(true))
+                    || bv.get("isTruncated") == Some(&Value::Bool(true))
+                {
+                    return Err(invalid("bodyValues", "a body value may not be truncated"));
+                }
+                let text = bv.get("value").and_then(Value::as_str).ok_or_else(|| {
+                    invalid("bodyValues", format!("body value {id} has no value"))
+                })?;
+                (text.as_bytes().to_vec(), true)
+            }
+            (None, Some(Value::String(b))) => (
+                blobs
+                    .get(b)
+                    .cloned()
+                    .ok_or_else(|| invalid("blobId", format!("blob {b} not found")))?,
+                false,
+            ),
+            _ => {
+                return Err(invalid(
+                    "bodyStructure",
+                    "a body part needs exactly one of partId and blobId",
+                ));
+            }
+        };
+        let ty = ty.unwrap_or_else(|| {
+            if from_value {
+                "text/plain".into()
+            } else {
+                "application/octet-stream".into()
+            }
+        });
+        if ty.starts_with("multipart/") {
+            return Err(invalid("bodyStructure", "a multipart part needs subParts"));
+        }
+        let mut content_type = ty.clone();
+        let charset = if from_value {
+            Some("utf-8".to_owned())
+        } else {
+            string_prop(p, "charset")?.map(str::to_owned)
+        };
+        if let Some(c) = &charset
+            && ty.starts_with("text/")
+        {
+            content_type.push_str(&format!("; charset={c}"));
+        }
+        let name = string_prop(p, "name")?;
+        if let Some(n) = name {
+            content_type.push_str(&param("name", n));
+        }
+        let mut mime = vec![("Content-Type".to_owned(), content_type)];
+        let disposition = string_prop(p, "disposition")?
+            .map(str::to_owned)
+            .or_else(|| name.map(|_| "attachment".to_owned()));
+        if let Some(d) = disposition {
+            let mut value = d;
+            if let Some(n) = name {
+                value.push_str(&param("filename", n));
+            }
+            mime.push(("Content-Disposition".into(), value));
+        }
+        if let Some(cid) = string_prop(p, "cid")? {
+            mime.push((
+                "Content-ID".into(),
+                format!("<{}>", cid.trim_matches(['<', '>'])),
+            ));
+        }
+        if let Some(Value::Array(langs)) = p.get("language") {
+            let l: Vec<&str> = langs.iter().filter_map(Value::as_str).collect();
+            if !l.is_empty() {
+                mime.push(("Content-Language".into(), l.join(", ")));
+            }
+        }
+        if let Some(loc) = string_prop(p, "location")? {
+            mime.push(("Content-Location".into(), loc.to_owned()));
+        }
+        let (encoding, body) = if ty.starts_with("message/") {
+            let enc = if content.is_ascii() { "7bit" } else { "8bit" };
+            (enc, content)
+        } else if content.is_ascii() && short_lines(&content) && !content.contains(&0) {
+            ("7bit", content)
+        } else if from_value || (ty.starts_with("text/") && std::str::from_utf8(&content).is_ok()) {
+            let text = String::from_utf8_lossy(&content).into_owned();
+            ("quoted-printable", quoted_printable(&text))
+        } else {
+            ("base64", base64_lines(&content))
+        };
+        mime.push(("Content-Transfer-Encoding".into(), encoding.into()));
+        mime.extend(headers);
+        Ok(Part {
+            headers: mime,
+            body: Body::Leaf(body),
+        })
+    }
+
+    fn single_part(
+        object: &Map<String, Value>,
+        key: &str,
+        want: &str,
+        body_values: &Map<String, Value>,
+        blobs: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Option<Part>, SetError> {
+        match object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(list)) if list.len() == 1 => {
+                let ty = list[0]
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or(want)
+                    .to_ascii_lowercase();
+                if ty != want {
+                    return Err(invalid(key, format!("{key} must be one {want} part")));
+                }
+                let mut p = list[0].clone();
+                if let Some(o) = p.as_object_mut() {
+                    o.insert("type".into(), Value::String(want.into()));
+                }
+                part(&p, body_values, blobs, 0).map(Some)
+            }
+            Some(_) => Err(invalid(key, format!("{key} must be one {want} part"))),
+        }
+    }
+
+    fn multipart(subtype: &str, parts: Vec<Part>) -> Part {
+        let boundary = format!("=_{}", random_hex(12));
+        Part {
+            headers: vec![(
+                "Content-Type".into(),
+                format!("multipart/{subtype}; boundary=\"{boundary}\""),
+            )],
+            body: Body::Multi { boundary, parts },
+        }
+    }
+
+    fn render(part: &Part, out: &mut Vec<u8>, with_headers: bool) {
+        if with_headers {
+            for (n, v) in &part.headers {
+                out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        match &part.body {
+            Body::Leaf(b) => out.extend_from_slice(b),
+            Body::Multi { boundary, parts } => {
+                for p in parts {
+                    out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
+                    render(p, out, true);
+                }
+                out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            }
+        }
+    }
+
+    /// The message an Email/set create object describes (RFC 8621 §4.6 constraints).
+    pub fn message(
+        object: &Map<String, Value>,
+        blobs: &BTreeMap<String, Vec<u8>>,
+        received_at: i64,
+    ) -> Result<Built, SetError> {
+        if let Some(p) = object.keys().find(|k| FORBIDDEN.contains(&k.as_str())) {
+            return Err(invalid(p, "server-set or not allowed on create"));
+        }
+        let known = |k: &str| {
+            k.starts_with("header:")
+                || CONVENIENCE.iter().any(|(p, _, _)| *p == k)
+                || [
+                    "mailboxIds",
+                    "keywords",
+                    "receivedAt",
+                    "bodyStructure",
+                    "bodyValues",
+                    "textBody",
+                    "htmlBody",
+                    "attachments",
+                ]
+                .contains(&k)
+        };
+        if let Some(p) = object.keys().find(|k| !known(k)) {
+            return Err(invalid(p, "unknown Email property"));
+        }
+        let mut headers = headers_of(object, true, false)?;
+        let empty = Map::new();
+        let body_values = match object.get("bodyValues") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(invalid("bodyValues", "bodyValues must be an object")),
+        };
+        let has_parts = ["textBody", "htmlBody", "attachments"]
+            .iter()
+            .any(|k| object.get(*k).is_some_and(|v| !v.is_null()));
+        let root = match object.get("bodyStructure") {
+            Some(v) if !v.is_null() => {
+                if has_parts {
+                    return Err(invalid(
+                        "bodyStructure",
+                        "bodyStructure excludes textBody, htmlBody and attachments",
+                    ));
+                }
+                let root = part(v, body_values, blobs, 0)?;
+                let top: Vec<String> = headers
+                    .iter()
+                    .map(|(n, _)| n.to_ascii_lowercase())
+                    .collect();
+                if let Some((n, _)) = root
+                    .headers
+                    .iter()
+                    .find(|(n, _)| top.contains(&n.to_ascii_lowercase()))
+                {
+                    return Err(invalid(
+                        "bodyStructure",
+                        format!("{n} is also set on the Email"),
+                    ));
+                }
+                root
+            }
+            _ => {
+                let text = single_part(object, "textBody", "text/plain", body_values, blobs)?;
+                let html = single_part(object, "htmlBody", "text/html", body_values, blobs)?;
+                let attachments = match object.get("attachments") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(list)) => list
+                        .iter()
+                        .map(|a| part(a, body_values, blobs, 0))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    Some(_) => return Err(invalid("attachments", "attachments must be an array")),
+                };
+                let body = match (text, html) {
+                    (Some(t), Some(h)) => Some(multipart("alternative", vec![t, h])),
+                    (Some(p), None) | (None, Some(p)) => Some(p),
+                    (None, None) => None,
+                };
+                match (body, attachments.is_empty()) {
+                    (Some(b), true) => b,
+                    (Some(b), false) => {
+                        let mut parts = vec![b];
+                        parts.extend(attachments);
+                        multipart("mixed", parts)
+                    }
+                    (None, false) => multipart("mixed", attachments),
+                    (None, true) => Part {
+                        headers: vec![
+                            ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+                            ("Content-Transfer-Encoding".into(), "7bit".into()),
+                        ],
+                        body: Body::Leaf(Vec::new()),
+                    },
+                }
+            }
+        };
+        let has = |headers: &[(String, String)], n: &str| {
+            headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n))
+        };
+        let message_id = match headers
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case("message-id"))
+        {
+            Some((_, v)) => v.trim().to_owned(),
+            None => {
+                let id = format!("<{}@jmap-gateway>", random_hex(16));
+                headers.push(("Message-ID".into(), id.clone()));
+                id
+            }
+        };
+        if !has(&headers, "date") {
+            headers.push(("Date".into(), format_date(received_at, 0)));
+        }
+        headers.push(("MIME-Version".into(), "1.0".into()));
+        let mut raw = Vec::new();
+        for (n, v) in headers.iter().chain(&root.headers) {
+            raw.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        render(&root, &mut raw, false);
+        Ok(Built { raw, message_id })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use jmap_engine::{
+        AccountDirectory, AccountError, CORE_CAPABILITY, Capabilities, CoreCapability, Engine, Id,
+    };
+    use serde_json::{Value, json};
+    use state::{AccountId, AsyncStore, DataType, ObjectId, Store, StoreConfig};
+    use upstream::{UpstreamError, WriteOp};
+
+    use mail_parser::MimeHeaders as _;
+
+    use crate::methods::fake::{FakeUpstream, fixture_with_fake, message};
+    use crate::methods::testing::{Fixture, TestAccount};
+    use crate::{AccountSync, EmailRecord, SyncOptions};
+
+    fn mbox(f: &Fixture, remote: &str) -> String {
+        f.account.sync.as_ref().unwrap().mailbox_id(remote).unwrap()
+    }
+
+    async fn record(f: &Fixture, id: &str) -> Option<EmailRecord> {
+        f.account
+            .store
+            .blocking()
+            .get(f.account.id, DataType::Email, &ObjectId::new(id).unwrap())
+            .unwrap()
+            .and_then(|b| EmailRecord::from_bytes(&b))
+    }
+
+    /// A message delivered to INBOX and synced; its Email id.
+    async fn delivered(f: &Fixture, fake: &FakeUpstream, subject: &str) -> String {
+        fake.deliver(
+            "INBOX",
+            message(subject, &format!("{subject}@x"), "body"),
+            &[],
+        );
+        let sync = f.account.sync.as_ref().unwrap();
+        sync.sync_all().await.unwrap();
+        let inbox = mbox(f, "INBOX");
+        let uid = fake.messages("INBOX").last().unwrap().uid.to_string();
+        sync.email_at(&inbox, &uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn set(f: &Fixture, args: Value) -> Value {
+        f.ok("Email/set", args).await
+    }
+
+    #[tokio::test]
+    async fn keywords_whole_and_patched() {
+        let (f, fake) = fixture_with_fake().await;
+        let id = delivered(&f, &fake, "one").await;
+        let r = set(
+            &f,
+            json!({"update": {&id: {"keywords/$Seen": true, "keywords/$flagged": true}}}),
+        )
+        .await;
+        assert_eq!(r["updated"], json!({&id: null}), "{r}");
+        assert_ne!(r["oldState"], r["newState"]);
+        let kw = &fake.messages("INBOX")[0].keywords;
+        assert!(kw.contains("$seen") && kw.contains("$flagged"));
+        let r = set(&f, json!({"update": {&id: {"keywords/$flagged": null}}})).await;
+        assert!(r["updated"].get(&id).is_some());
+        let r = set(
+            &f,
+            json!({"update": {&id: {"keywords": {"$answered": true}}}}),
+        )
+        .await;
+        assert!(r["updated"].get(&id).is_some());
+        let rec = record(&f, &id).await.unwrap();
+        assert_eq!(
+            rec.keywords().into_iter().collect::<Vec<_>>(),
+            vec!["$answered"]
+        );
+        // Invalid keywords and values.
+        for patch in [
+            json!({"keywords": {"bad(kw": true}}),
+            json!({"keywords/$seen": false}),
+            json!({"keywords": ["$seen"]}),
+        ] {
+            let r = set(&f, json!({"update": {&id: patch}})).await;
+            assert_eq!(
+                r["notUpdated"][&id]["type"],
+                json!("invalidProperties"),
+                "{r}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn mailbox_moves_copies_and_removals() {
+        let (f, fake) = fixture_with_fake().await;
+        let id = delivered(&f, &fake, "two").await;
+        let (inbox, trash, drafts) = (mbox(&f, "INBOX"), mbox(&f, "Trash"), mbox(&f, "Drafts"));
+        // Move: out of every old mailbox into a new one.
+        let r = set(&f, json!({"update": {&id: {"mailboxIds": {&trash: true}}}})).await;
+        assert!(r["updated"].get(&id).is_some(), "{r}");
+        assert!(fake.messages("INBOX").is_empty());
+        assert_eq!(fake.messages("Trash").len(), 1);
+        assert!(matches!(fake.ops().last(), Some(WriteOp::Move { .. })));
+        // Add: a copy.
+        let r = set(
+            &f,
+            json!({"update": {&id: {format!("mailboxIds/{drafts}"): true}}}),
+        )
+        .await;
+        assert!(r["updated"].get(&id).is_some(), "{r}");
+        assert!(matches!(fake.ops().last(), Some(WriteOp::Copy { .. })));
+        assert_eq!(fake.messages("Drafts").len(), 1);
+        let rec = record(&f, &id).await.unwrap();
+        assert_eq!(rec.locations.len(), 2);
+        // Remove one of two: a delete there.
+        let r = set(
+            &f,
+            json!({"update": {&id: {format!("mailboxIds/{trash}"): null}}}),
+        )
+        .await;
+        assert!(r["updated"].get(&id).is_some(), "{r}");
+        assert!(matches!(fake.ops().last(), Some(WriteOp::Delete { .. })));
+        assert!(fake.messages("Trash").is_empty());
+        let rec = record(&f, &id).await.unwrap();
+        assert_eq!(rec.mailbox_ids().collect::<Vec<_>>(), vec![drafts.as_str()]);
+        // Remove one and add two at once.
+        let r = set(
+            &f,
+            json!({"update": {&id: {"mailboxIds": {&inbox: true, &trash: true}}}}),
+        )
+        .await;
+        assert!(r["updated"].get(&id).is_some(), "{r}");
+        assert!(fake.messages("Drafts").is_empty());
+        assert_eq!(
+            (fake.messages("INBOX").len(), fake.messages("Trash").len()),
+            (1, 1)
+        );
+        let rec = record(&f, &id).await.unwrap();
+        assert_eq!(rec.locations.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn update_errors() {
+        let (f, fake) = fixture_with_fake().await;
+        let id = delivered(&f, &fake, "three").await;
+        let cases = [
+            (json!({"mailboxIds": {}}), "invalidProperties"),
+            (json!({"mailboxIds": {"Mnope": true}}), "invalidProperties"),
+            (json!({"subject": "changed"}), "invalidProperties"),
+            (json!({"mailboxIds/x/y": true}), "invalidPatch"),
+        ];
+        for (patch, want) in cases {
+            let r = set(&f, json!({"update": {&id: patch}})).await;
+            assert_eq!(r["notUpdated"][&id]["type"], json!(want), "{patch} {r}");
+        }
+        let r = set(
+            &f,
+            json!({"update": {"Enope": {"keywords": {}}}, "destroy": ["Enope"]}),
+        )
+        .await;
+        assert_eq!(r["notUpdated"]["Enope"]["type"], json!("notFound"));
+        assert_eq!(r["notDestroyed"]["Enope"]["type"], json!("notFound"));
+        // Upstream refuses: that Email's error; upstream down: the method's.
+        fake.fail_next(UpstreamError::Refused("no".into()));
+        let r = set(&f, json!({"update": {&id: {"keywords/$seen": true}}})).await;
+        assert_eq!(r["notUpdated"][&id]["type"], json!("forbidden"), "{r}");
+        fake.fail_next(UpstreamError::Unavailable("down".into()));
+        let r = f
+            .call(
+                "Email/set",
+                json!({"update": {&id: {"keywords/$seen": true}}}),
+            )
+            .await;
+        assert_eq!(r[0][1]["type"], json!("serverUnavailable"), "{r:?}");
+        let r = f
+            .call("Email/set", json!({"ifInState": "nope", "destroy": [&id]}))
+            .await;
+        assert_eq!(r[0][1]["type"], json!("stateMismatch"));
+    }
+
+    #[tokio::test]
+    async fn destroy_removes_every_copy() {
+        let (f, fake) = fixture_with_fake().await;
+        let id = delivered(&f, &fake, "four").await;
+        let trash = mbox(&f, "Trash");
+        set(
+            &f,
+            json!({"update": {&id: {format!("mailboxIds/{trash}"): true}}}),
+        )
+        .await;
+        let r = set(&f, json!({"destroy": [&id]})).await;
+        assert_eq!(r["destroyed"], json!([&id]), "{r}");
+        assert!(fake.messages("INBOX").is_empty() && fake.messages("Trash").is_empty());
+        assert!(record(&f, &id).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn writes_need_a_live_upstream() {
+        let f = Fixture::new();
+        let r = f.call("Email/set", json!({"destroy": ["E1"]})).await;
+        assert_eq!(r[0][1]["type"], json!("serverUnavailable"));
+        let r = f.ok("Email/set", json!({})).await;
+        assert!(r["newState"].is_string());
+    }
+
+    #[tokio::test]
+    async fn create_builds_the_message() {
+        let (f, fake) = fixture_with_fake().await;
+        let drafts = mbox(&f, "Drafts");
+        let pdf = b"%PDF-1.4 \x00\x01\x02 binary".to_vec();
+        f.account
+            .store
+            .blob_put(f.account.id, b"Gpdf".to_vec(), pdf.clone())
+            .await
+            .unwrap();
+        let r = set(
+            &f,
+            json!({"create": {"k1": {
+                "mailboxIds": {&drafts: true},
+                "keywords": {"$draft": true, "$seen": true},
+                "receivedAt": "2024-03-01T10:00:00Z",
+                "from": [{"name": "Alice Ünïcode", "email": "alice@example.com"}],
+                "to": [{"name": "Bob, Jr.", "email": "bob@example.com"}, {"email": "c@example.com"}],
+                "subject": "Grüße & more",
+                "header:X-Priority:asText": "1",
+                "bodyValues": {"t": {"value": "Hello\nwörld"}, "h": {"value": "<p>Hello</p>"}},
+                "textBody": [{"partId": "t", "type": "text/plain"}],
+                "htmlBody": [{"partId": "h", "type": "text/html"}],
+                "attachments": [{"blobId": "Gpdf", "type": "application/pdf", "name": "report.pdf"}]
+            }}}),
+        )
+        .await;
+        let created = &r["created"]["k1"];
+        let id = created["id"].as_str().unwrap_or_else(|| panic!("{r}"));
+        assert_eq!(created["blobId"], json!(id));
+        assert!(created["threadId"].is_string() && created["size"].as_u64().unwrap() > 0);
+        let stored = fake.messages("Drafts");
+        assert_eq!(stored.len(), 1);
+        assert!(stored[0].keywords.contains("$draft"));
+        assert_eq!(stored[0].received_at, 1_709_287_200);
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&stored[0].raw[..])
+            .unwrap();
+        assert_eq!(parsed.subject(), Some("Grüße & more"));
+        assert_eq!(
+            parsed.from().unwrap().first().unwrap().name(),
+            Some("Alice Ünïcode")
+        );
+        assert_eq!(
+            parsed.to().unwrap().first().unwrap().name(),
+            Some("Bob, Jr.")
+        );
+        assert_eq!(parsed.to().unwrap().iter().count(), 2);
+        assert_eq!(parsed.header_raw("X-Priority").map(str::trim), Some("1"));
+        assert!(parsed.message_id().is_some() && parsed.date().is_some());
+        assert_eq!(
+            parsed
+                .body_text(0)
+                .unwrap()
+                .replace("\r\n", "\n")
+                .trim_end(),
+            "Hello\nwörld"
+        );
+        assert!(parsed.body_html(0).unwrap().contains("<p>Hello</p>"));
+        let att = parsed.attachment(0).unwrap();
+        assert_eq!(att.attachment_name(), Some("report.pdf"));
+        assert_eq!(att.contents(), &pdf[..]);
+        let rec = record(&f, id).await.unwrap();
+        assert_eq!(rec.subject.as_deref(), Some("Grüße & more"));
+        assert!(rec.locations.contains_key(&drafts));
+        // The creation id can be used later in the same request.
+        let r = f
+            .request(json!([
+                ["Email/set", {"accountId": "a1", "create": {"k2": {
+                    "mailboxIds": {&drafts: true}, "subject": "s",
+                    "bodyStructure": {"type": "multipart/mixed", "subParts": [
+                        {"partId": "a", "type": "text/plain"},
+                        {"blobId": "Gpdf", "type": "application/pdf", "disposition": "inline"}
+                    ]},
+                    "bodyValues": {"a": {"value": "x"}}
+                }}}, "c1"],
+                ["Email/set", {"accountId": "a1", "update": {"#k2": {"keywords/$flagged": true}}}, "c2"]
+            ]))
+            .await;
+        let id2 = r[0][1]["created"]["k2"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r:?}"))
+            .to_owned();
+        assert!(r[1][1]["updated"].get(&id2).is_some(), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn create_errors() {
+        let (f, _fake) = fixture_with_fake().await;
+        let drafts = mbox(&f, "Drafts");
+        let cases = [
+            (json!({"subject": "no mailbox"}), "invalidProperties"),
+            (
+                json!({"mailboxIds": {}, "subject": "x"}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "headers": []}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "id": "x"}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "subject": "a", "header:Subject": " b"}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "header:Content-Type": "text/plain"}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "textBody": [{"partId": "missing"}]}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "textBody": [{"partId": "t", "type": "text/html"}],
+                    "bodyValues": {"t": {"value": "x"}}}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "bodyStructure": {"partId": "t"},
+                    "textBody": [{"partId": "t"}], "bodyValues": {"t": {"value": "x"}}}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "attachments": [{"blobId": "Gmissing"}]}),
+                "blobNotFound",
+            ),
+        ];
+        for (object, want) in cases {
+            let r = set(&f, json!({"create": {"k": object}})).await;
+            assert_eq!(r["notCreated"]["k"]["type"], json!(want), "{object} {r}");
+        }
+        let r = set(
+            &f,
+            json!({"create": {"k": {"mailboxIds": {&drafts: true},
+            "attachments": [{"blobId": "Gmissing"}]}}}),
+        )
+        .await;
+        assert_eq!(r["notCreated"]["k"]["notFound"], json!(["Gmissing"]));
+    }
+
+    #[tokio::test]
+    async fn import_an_uploaded_blob() {
+        let (f, fake) = fixture_with_fake().await;
+        let (inbox, trash) = (mbox(&f, "INBOX"), mbox(&f, "Trash"));
+        let raw = b"Received: from a by b; Tue, 2 Jan 2024 08:00:00 +0000\r\n\
+                    From: x@example.com\r\nSubject: imported\r\n\r\nbody\r\n"
+            .to_vec();
+        f.account
+            .store
+            .blob_put(f.account.id, b"Gmsg".to_vec(), raw.clone())
+            .await
+            .unwrap();
+        f.account
+            .store
+            .blob_put(f.account.id, b"Gjunk".to_vec(), b"\x00\x01".to_vec())
+            .await
+            .unwrap();
+        let r = f
+            .ok(
+                "Email/import",
+                json!({"emails": {
+                    "i1": {"blobId": "Gmsg", "mailboxIds": {&inbox: true, &trash: true},
+                           "keywords": {"$seen": true}},
+                    "i2": {"blobId": "Gnone", "mailboxIds": {&inbox: true}},
+                    "i3": {"blobId": "Gmsg", "mailboxIds": {}},
+                    "i4": {"blobId": "Gjunk", "mailboxIds": {&inbox: true}},
+                }}),
+            )
+            .await;
+        let id = r["created"]["i1"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_owned();
+        assert_eq!(r["notCreated"]["i2"]["type"], json!("invalidProperties"));
+        assert_eq!(r["notCreated"]["i3"]["type"], json!("invalidProperties"));
+        assert_eq!(r["notCreated"]["i4"]["type"], json!("invalidEmail"), "{r}");
+        assert_eq!(fake.messages("INBOX")[0].raw, raw);
+        assert_eq!(fake.messages("INBOX")[0].received_at, 1_704_182_400);
+        assert_eq!(fake.messages("Trash").len(), 1);
+        let rec = record(&f, &id).await.unwrap();
+        assert!(rec.keywords().contains("$seen") && rec.locations.len() == 2);
+        // The same message again: alreadyExists, and nothing is left behind upstream.
+        let r = f
+            .ok(
+                "Email/import",
+                json!({"emails": {"i5": {"blobId": "Gmsg", "mailboxIds": {&inbox: true}}}}),
+            )
+            .await;
+        assert_eq!(r["notCreated"]["i5"]["type"], json!("alreadyExists"), "{r}");
+        assert_eq!(r["notCreated"]["i5"]["existingId"], json!(id));
+        assert_eq!(fake.messages("INBOX").len(), 1);
+        // An Email's own blobId imports too (here: a duplicate of itself).
+        let r = f
+            .call("Email/import", json!({"ifInState": "x", "emails": {}}))
+            .await;
+        assert_eq!(r[0][1]["type"], json!("stateMismatch"));
+    }
+
+    /// Two accounts, each over its own fake upstream.
+    struct Two {
+        a1: TestAccount,
+        a2: TestAccount,
+    }
+
+    impl AccountDirectory for Two {
+        type User = ();
+        type Account = TestAccount;
+        fn resolve(&self, _: &(), id: &Id, _: &str) -> Result<TestAccount, AccountError> {
+            match id.as_str() {
+                "a1" => Ok(self.a1.clone()),
+                "a2" => Ok(self.a2.clone()),
+                _ => Err(AccountError::NotFound),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn copy_between_accounts_and_destroy_the_original() {
+        let (f, fake1) = fixture_with_fake().await;
+        let id = delivered(&f, &fake1, "travelling").await;
+        let original_raw = fake1.messages("INBOX")[0].raw.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let store2 = AsyncStore::new(Arc::new(
+            Store::open(dir.path().join("db"), StoreConfig::default()).unwrap(),
+        ));
+        let fake2 = Arc::new(FakeUpstream::new());
+        let sync2 = AccountSync::new(
+            store2.clone(),
+            AccountId(2),
+            fake2.clone(),
+            SyncOptions::default(),
+        );
+        sync2.sync_all().await.unwrap();
+        let archive2 = sync2.mailbox_id("INBOX").unwrap();
+        let a2 = TestAccount {
+            store: store2,
+            id: AccountId(2),
+            sync: Some(sync2),
+            address: None,
+            submitter: None,
+        };
+        let mut others = BTreeMap::new();
+        others.insert(crate::methods::MAIL.to_owned(), json!({}));
+        let mut engine = Engine::new(
+            Two {
+                a1: f.account.clone(),
+                a2,
+            },
+            Capabilities {
+                core: CoreCapability::default(),
+                others,
+            },
+        );
+        crate::methods::register(&mut engine);
+        let body = json!({
+            "using": [CORE_CAPABILITY, crate::methods::MAIL],
+            "methodCalls": [["Email/copy", {
+                "fromAccountId": "a1", "accountId": "a2",
+                "create": {"c1": {"id": &id, "mailboxIds": {&archive2: true},
+                                  "keywords": {"$flagged": true}},
+                           "c2": {"id": "Enope", "mailboxIds": {&archive2: true}},
+                           "c3": {"id": &id, "mailboxIds": {&archive2: true}, "subject": "x"}},
+                "onSuccessDestroyOriginal": true
+            }, "0"]]
+        });
+        let resp = engine
+            .handle(&(), body.to_string().as_bytes(), "s")
+            .await
+            .unwrap();
+        let v = serde_json::to_value(&resp).unwrap();
+        let rs = v["methodResponses"].as_array().unwrap();
+        assert_eq!(rs[0][0], json!("Email/copy"), "{v}");
+        let copy = &rs[0][1];
+        assert!(copy["created"]["c1"]["id"].is_string(), "{copy}");
+        assert_eq!(copy["notCreated"]["c2"]["type"], json!("notFound"));
+        assert_eq!(copy["notCreated"]["c3"]["type"], json!("invalidProperties"));
+        assert_eq!(fake2.messages("INBOX").len(), 1);
+        assert!(fake2.messages("INBOX")[0].keywords.contains("$flagged"));
+        assert_eq!(fake2.messages("INBOX")[0].raw, original_raw);
+        // The implicit Email/set destroy in the from-account.
+        assert_eq!(rs[1][0], json!("Email/set"), "{v}");
+        assert_eq!(rs[1][1]["destroyed"], json!([&id]));
+        assert_eq!(rs[1][1]["accountId"], json!("a1"));
+        assert!(fake1.messages("INBOX").is_empty());
+    }
 }
