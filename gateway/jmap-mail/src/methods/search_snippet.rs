@@ -201,6 +201,65 @@ mod tests {
     use super::*;
     use crate::methods::filter::TextQuery;
 
+    use serde_json::json;
+
+    use crate::methods::testing::{Fixture, email, mailbox};
+
+    #[tokio::test]
+    async fn snippets_through_the_method() {
+        let f = Fixture::new();
+        f.put_mailbox(&mailbox("inbox", "INBOX", Some("inbox")))
+            .await;
+        let mut e = email(
+            "e1",
+            "t1",
+            "inbox",
+            "1",
+            &[],
+            100,
+            "From: a@b.c\r\nSubject: The <fox> report",
+        );
+        e.preview = "a quick brown fox jumps".into();
+        f.put_email(&e).await;
+        let r = f
+            .ok(
+                "SearchSnippet/get",
+                json!({"filter": {"text": "FOX"}, "emailIds": ["e1", "nope"]}),
+            )
+            .await;
+        assert_eq!(
+            r["list"],
+            json!([{"emailId": "e1", "subject": "The &lt;<mark>fox</mark>&gt; report",
+                    "preview": "a quick brown <mark>fox</mark> jumps"}])
+        );
+        assert_eq!(r["notFound"], json!(["nope"]));
+        // subject terms mark only the subject; NOT terms nothing; no filter, no marks.
+        let r = f
+            .ok(
+                "SearchSnippet/get",
+                json!({"filter": {"operator": "AND", "conditions": [
+                    {"subject": "report"},
+                    {"operator": "NOT", "conditions": [{"text": "quick"}]}]},
+                    "emailIds": ["e1"]}),
+            )
+            .await;
+        assert_eq!(
+            r["list"][0]["subject"],
+            json!("The &lt;fox&gt; <mark>report</mark>")
+        );
+        assert_eq!(r["list"][0]["preview"], json!(null));
+        assert_eq!(r["notFound"], json!(null));
+        let r = f.ok("SearchSnippet/get", json!({"emailIds": ["e1"]})).await;
+        assert_eq!(r["list"][0]["subject"], json!(null));
+        let r = f
+            .call(
+                "SearchSnippet/get",
+                json!({"filter": {"body": "x"}, "emailIds": ["e1"]}),
+            )
+            .await;
+        assert_eq!(r[0][1]["type"], json!("unsupportedFilter"));
+    }
+
     #[test]
     fn marks_and_escapes() {
         let t = TextQuery::parse("big").terms;
