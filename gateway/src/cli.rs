@@ -48,6 +48,23 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Write a consistent copy of the store to a new folder, while the gateway runs or not.
+    ///
+    /// A running gateway is asked through its admin socket (server.admin_socket, default
+    /// admin.sock in the store folder; run this as the gateway's user or root) and writes the
+    /// copy itself, so the folder must be writable by it. When no gateway answers, the store is
+    /// opened and copied directly. Restore by starting the gateway with --data-dir on the copy:
+    /// clients' state strings from before the backup stay valid.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The new folder to write the backup to (must not exist).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Folder of the store, if not store.path from the configuration.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +115,32 @@ pub fn run() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Backup {
+            config,
+            to,
+            data_dir,
+        } => {
+            let (c, _) = match config.load() {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            let store = data_dir.unwrap_or_else(|| c.store.path.clone());
+            let socket = c.server.admin_socket(&store);
+            match crate::admin::backup(&socket, &store, &to) {
+                Ok(how) => {
+                    let how = match how {
+                        crate::admin::BackupOutcome::ByRunningGateway => "by the running gateway",
+                        crate::admin::BackupOutcome::Offline => "from the stopped store",
+                    };
+                    println!("backup written to {} ({how})", to.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve {
             config,
             listen,

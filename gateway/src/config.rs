@@ -36,6 +36,20 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The URL clients reach the gateway at, when it differs from `http://{listen}`.
     pub public_url: Option<String>,
+    /// PEM certificate chain (leaf first) for HTTPS; set together with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for a renewal; 0 = only on SIGHUP.
+    pub tls_reload_secs: u64,
+    /// Serve plain HTTP on a non-loopback address (a TLS-terminating proxy is in front).
+    pub allow_plain_http: bool,
+    /// Peers (IP addresses or CIDR blocks) whose Forwarded / X-Forwarded-* headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// On SIGINT/SIGTERM, how long in-flight requests get to finish.
+    pub shutdown_timeout_secs: u64,
+    /// The local admin socket (`jmap-gateway backup`); default `admin.sock` in `store.path`.
+    pub admin_socket: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -43,7 +57,28 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_secs: 60,
+            allow_plain_http: false,
+            trusted_proxies: Vec::new(),
+            shutdown_timeout_secs: 20,
+            admin_socket: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Whether the listener speaks HTTPS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// The admin socket path for a store at `store_path`.
+    pub fn admin_socket(&self, store_path: &Path) -> PathBuf {
+        self.admin_socket
+            .clone()
+            .unwrap_or_else(|| crate::admin::default_socket(store_path))
     }
 }
 
@@ -456,6 +491,35 @@ impl Config {
                 "expected an absolute http:// or https:// URL",
             );
         }
+        check(
+            "server.tls_key".into(),
+            self.server.tls_cert.is_none() || self.server.tls_key.is_some(),
+            "expected the private key file of server.tls_cert",
+        );
+        check(
+            "server.tls_cert".into(),
+            self.server.tls_key.is_none() || self.server.tls_cert.is_some(),
+            "expected the certificate chain file of server.tls_key",
+        );
+        check(
+            "server.listen".into(),
+            self.server.tls()
+                || self.server.allow_plain_http
+                || self.server.listen.ip().is_loopback(),
+            "plain HTTP is only served on a loopback address: set server.tls_cert and \
+             server.tls_key for HTTPS, or server.allow_plain_http = true when a TLS-terminating \
+             proxy is in front",
+        );
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            if let Err(e) = crate::proxy::TrustedProxies::parse(std::slice::from_ref(p)) {
+                check(format!("server.trusted_proxies[{i}]"), false, &e);
+            }
+        }
+        check(
+            "server.shutdown_timeout_secs".into(),
+            self.server.shutdown_timeout_secs <= 3600,
+            "expected at most 3600 seconds",
+        );
         check(
             "store.path".into(),
             !self.store.path.as_os_str().is_empty(),

@@ -5,10 +5,13 @@
 //! are libraries it wires together.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod methods;
 pub mod passthrough;
+pub mod proxy;
 pub mod push;
+pub mod tls;

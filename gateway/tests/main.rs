@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod blob;
 mod cli;
+mod deploy;
 mod openapi;
 mod push;
 mod session;

@@ -558,7 +558,11 @@ mod deploy_tests {
 
     fn put(store: &Store, a: AccountId, name: &str) {
         let mut c = Commit::new(a);
-        c.put(DataType::Identity, ObjectId::new(name).unwrap(), b"x".to_vec());
+        c.put(
+            DataType::Identity,
+            ObjectId::new(name).unwrap(),
+            b"x".to_vec(),
+        );
         store.commit(c).unwrap();
     }
 

@@ -45,6 +45,17 @@ pub(crate) async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
         Ok(u) => u,
         Err(r) => return r,
     };
+    let mut shutdown = state.store.blocking().shutdown_signal();
+    if *shutdown.borrow() {
+        let mut r = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            "the server is shutting down; reconnect shortly",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return r;
+    }
     let query = req.query_string();
     let types = parse_types(query_param(query, "types").as_deref());
     let close_after_state = match query_param(query, "closeafter").as_deref() {
@@ -126,6 +137,13 @@ pub(crate) async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
                         continue;
                     }
                     () = tx.closed() => return,
+                    r = shutdown.wait_for(|s| *s) => {
+                        // Ending the stream makes the client reconnect (to the next instance);
+                        // `retry` asks it to do so after a second rather than its default.
+                        let _ = r;
+                        let _ = tx.try_send(Bytes::from_static(b"retry: 1000\n\n"));
+                        return;
+                    }
                 },
             };
             let id = encode_push_state(watcher.reported());

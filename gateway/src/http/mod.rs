@@ -71,6 +71,7 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("public_url", &self.public_url)
+            .field("listen", &self.listen)
             .field("engine", &self.engine)
             .finish_non_exhaustive()
     }
@@ -95,22 +96,37 @@ impl AppState {
         semaphore.try_acquire_owned().ok()
     }
 
-    /// The URL clients reach us at: `server.public_url`, else the request's scheme and Host
-    /// (when it looks like a host), else the listen address.
+    /// The absolute URL clients reach us at, in this order: `server.public_url`; else the
+    /// scheme and host a trusted proxy forwards (`server.trusted_proxies`; an untrusted peer's
+    /// forwarding headers are ignored); else our own scheme (https when the listener has TLS)
+    /// with the Host the client sent (`:authority` in HTTP/2) when it looks like a host; else
+    /// our own scheme and the listener's address.
     fn base_url(&self, req: &HttpRequest) -> String {
         if let Some(url) = &self.public_url {
             return url.trim_end_matches('/').to_owned();
         }
-        let info = req.connection_info();
-        let host = info.host();
-        let plausible = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
-        if plausible {
-            format!("{}://{host}", info.scheme())
+        let own_scheme = if req.app_config().secure() {
+            "https"
         } else {
-            format!("http://{}", self.listen)
+            "http"
+        };
+        let forwarded = match (req.app_data::<web::Data<ServeContext>>(), req.peer_addr()) {
+            (Some(ctx), Some(peer)) => {
+                crate::proxy::forwarded(req.headers(), peer.ip(), &ctx.trusted_proxies)
+            }
+            _ => crate::proxy::Forwarded::default(),
+        };
+        let scheme = forwarded.proto.unwrap_or(own_scheme);
+        let direct = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .filter(|h| crate::proxy::plausible_host(h))
+            .map(str::to_owned);
+        match forwarded.host.or(direct) {
+            Some(host) => format!("{scheme}://{host}"),
+            None => format!("{own_scheme}://{}", req.app_config().local_addr()),
         }
     }
 
@@ -124,6 +140,11 @@ impl AppState {
         let peer = req
             .peer_addr()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        // Behind a trusted proxy, failed logins are counted per real client, not per proxy.
+        let peer = match req.app_data::<web::Data<ServeContext>>() {
+            Some(ctx) => crate::proxy::client_ip(req.headers(), peer, &ctx.trusted_proxies),
+            None => peer,
+        };
         let credentials = match req.headers().get(header::AUTHORIZATION) {
             Some(v) => v
                 .to_str()
@@ -534,8 +555,48 @@ impl Gateway {
         &self.state.metrics
     }
 
-    /// Serves on an already-bound listener. Runs on the current actix system.
+    /// A receiver that turns `true` when the gateway begins to shut down (SIGINT/SIGTERM in
+    /// the binary, or [`Gateway::begin_shutdown`]). Long-running tasks (mail sync drivers,
+    /// anything else holding the store) should watch it, finish their current batch and
+    /// return: after the HTTP server has drained, the binary flushes the store and exits.
+    /// EventSource and WebSocket push streams already end on it, so clients reconnect.
+    /// It is the store's signal ([`state::Store::shutdown_signal`]), so tasks given only the
+    /// store see it too.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.state.store.blocking().shutdown_signal()
+    }
+
+    /// Tells every [`Gateway::shutdown_signal`] receiver to wind down. Idempotent. Does not
+    /// stop the HTTP server itself (use its handle).
+    pub fn begin_shutdown(&self) {
+        self.state.store.blocking().signal_shutdown();
+    }
+
+    /// Serves plain HTTP on an already-bound listener with default options. Runs on the
+    /// current actix system.
     pub fn serve(self, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+        self.serve_with(listener, ServeOptions::default())
+    }
+
+    /// Serves on an already-bound listener: HTTPS when `options.tls` is set (HTTP/2 and
+    /// HTTP/1.1 by ALPN), the admin socket when `options.admin_socket` is set. The server does
+    /// not handle signals itself; stopping it gracefully (its handle's `stop(true)`) lets
+    /// in-flight requests finish for up to `options.shutdown_timeout`.
+    pub fn serve_with(
+        self,
+        listener: TcpListener,
+        options: ServeOptions,
+    ) -> std::io::Result<actix_web::dev::Server> {
+        if let Some(path) = &options.admin_socket {
+            crate::admin::listen(
+                path,
+                self.state.store.blocking().clone(),
+                self.shutdown_signal(),
+            )?;
+        }
+        let context = web::Data::new(ServeContext {
+            trusted_proxies: options.trusted_proxies,
+        });
         let data = web::Data::from(self.state);
         let server = HttpServer::new(move || {
             let data = data.clone();
@@ -586,16 +647,54 @@ impl Gateway {
                 });
                 boxed
             });
+            app = app.app_data(context.clone());
             for (_, path, route) in route_table() {
                 app = app.route(path, route);
             }
             app
         })
         .workers(2)
-        .listen(listener)?
-        .run();
-        Ok(server)
+        .disable_signals()
+        .shutdown_timeout(options.shutdown_timeout.as_secs());
+        let server = match options.tls {
+            Some(files) => {
+                let config = files.server_config().map_err(std::io::Error::other)?;
+                server.listen_rustls_0_23(listener, config)?
+            }
+            None => server.listen(listener)?,
+        };
+        Ok(server.run())
     }
+}
+
+/// How [`Gateway::serve_with`] serves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// HTTPS with this certificate pair (reloadable in place); plain HTTP when `None`.
+    pub tls: Option<Arc<crate::tls::CertFiles>>,
+    /// Peers whose Forwarded / X-Forwarded-* headers are believed.
+    pub trusted_proxies: crate::proxy::TrustedProxies,
+    /// Where to listen for `jmap-gateway backup`; none when `None`.
+    pub admin_socket: Option<PathBuf>,
+    /// How long a graceful stop waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            tls: None,
+            trusted_proxies: crate::proxy::TrustedProxies::default(),
+            admin_socket: None,
+            shutdown_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Per-listener settings handlers read from the request (app data).
+#[derive(Debug)]
+pub(crate) struct ServeContext {
+    trusted_proxies: crate::proxy::TrustedProxies,
 }
 
 fn cors_headers(h: &mut header::HeaderMap, origin: HeaderValue, preflight: bool) {
@@ -622,9 +721,46 @@ fn cors_headers(h: &mut header::HeaderMap, origin: HeaderValue, preflight: bool)
     }
 }
 
-/// Runs the gateway until SIGINT/SIGTERM.
+/// Runs the gateway until SIGINT/SIGTERM, then shuts down gracefully: the listener stops
+/// accepting, [`Gateway::shutdown_signal`] turns true (push streams end so clients reconnect,
+/// sync drivers stop), in-flight requests get `server.shutdown_timeout_secs` to finish, and
+/// the store is flushed. SIGHUP reloads the TLS certificate.
 pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let listen = config.server.listen;
+    crate::tls::install_crypto_provider();
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::tls::CertFiles::load(cert, key).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("server.tls_cert and server.tls_key must be given together"),
+    };
+    if tls.is_none() {
+        if listen.ip().is_loopback() {
+            tracing::info!("plain HTTP on a loopback address (no server.tls_cert)");
+        } else if config.server.allow_plain_http {
+            tracing::warn!(
+                %listen,
+                "serving plain HTTP on a non-loopback address (server.allow_plain_http): \
+                 passwords and mail cross the network unencrypted unless a TLS-terminating \
+                 proxy is in front"
+            );
+        } else {
+            anyhow::bail!(
+                "refusing to serve plain HTTP on {listen}, which is not a loopback address: \
+                 set server.tls_cert and server.tls_key for HTTPS, or server.allow_plain_http \
+                 = true when a TLS-terminating proxy is in front"
+            );
+        }
+    }
+    let options = ServeOptions {
+        tls: tls.clone(),
+        trusted_proxies: crate::proxy::TrustedProxies::parse(&config.server.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
+        admin_socket: Some(config.server.admin_socket(&config.store.path)),
+        shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
+    };
+    let reload_every = Duration::from_secs(config.server.tls_reload_secs);
     match &config_path {
         Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
         None => tracing::info!("no configuration file; running on defaults"),
@@ -653,8 +789,53 @@ pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         let gateway = builder.build().await?;
         let listener = TcpListener::bind(listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-        tracing::info!(%listen, "listening");
-        gateway.serve(listener)?.await?;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let shutdown_timeout = options.shutdown_timeout;
+        let server = gateway.clone().serve_with(listener, options)?;
+        let handle = server.handle();
+        if let Some(files) = &tls
+            && !reload_every.is_zero()
+        {
+            files.poll(reload_every, gateway.shutdown_signal());
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%listen, "listening ({scheme})");
+        let mut running = actix_web::rt::spawn(server);
+        let why = loop {
+            tokio::select! {
+                _ = sigterm.recv() => break "SIGTERM",
+                _ = sigint.recv() => break "SIGINT",
+                _ = sighup.recv() => match &tls {
+                    Some(files) => {
+                        let files = files.clone();
+                        let _ = tokio::task::spawn_blocking(move || files.reload_logged()).await;
+                    }
+                    None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+                },
+                ended = &mut running => {
+                    // The server stopped by itself (it should not): shut the rest down too.
+                    gateway.begin_shutdown();
+                    ended??;
+                    return Ok(());
+                }
+            }
+        };
+        tracing::info!(
+            "{why}: shutting down; in-flight requests get {}s to finish",
+            shutdown_timeout.as_secs()
+        );
+        gateway.begin_shutdown();
+        handle.stop(true).await;
+        running.await??;
+        gateway
+            .store()
+            .run(|s| s.flush())
+            .await
+            .map_err(|e| anyhow::anyhow!("flushing the store: {e}"))?;
+        tracing::info!("store flushed; stopped");
         Ok(())
     })
 }

@@ -84,8 +84,19 @@ async fn run(
 ) {
     let _open = state.metrics.push_stream();
     let mut push: Option<StateWatcher> = None;
+    let mut shutdown = state.store.blocking().shutdown_signal();
     loop {
         tokio::select! {
+            r = shutdown.wait_for(|s| *s) => {
+                // 1001 Going Away: the client reconnects (to the next instance).
+                let _ = r;
+                let reason = CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("the server is shutting down".into()),
+                };
+                let _ = session.close(Some(reason)).await;
+                return;
+            }
             message = messages.recv() => match message {
                 Some(Ok(AggregatedMessage::Text(text))) => {
                     if !handle_text(&state, &user, &mut session, &mut push, text.as_bytes()).await {
