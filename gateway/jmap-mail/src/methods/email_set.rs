@@ -1142,7 +1142,15 @@ mod build {
         match form {
             Form::Raw => {
                 let s = v.as_str()?;
-                Some(s.strip_prefix(' ').unwrap_or(s).to_owned())
+                // Folding is fine; a line break that starts a new field or ends the header
+                // section is not.
+                let unfolded_ok = s
+                    .replace("\r\n", "\n")
+                    .split('\n')
+                    .skip(1)
+                    .all(|l| l.starts_with([' ', '\t']));
+                (unfolded_ok && !s.replace("\r\n", "").contains('\r'))
+                    .then(|| s.strip_prefix(' ').unwrap_or(s).to_owned())
             }
             Form::Text => Some(encode_text(v.as_str()?)),
             Form::Addresses => address_list(v),
@@ -1504,6 +1512,9 @@ mod build {
         }
         if let Some(Value::Array(langs)) = p.get("language") {
             let l: Vec<&str> = langs.iter().filter_map(Value::as_str).collect();
+            if l.len() != langs.len() || l.iter().any(|x| x.contains(['\r', '\n', ','])) {
+                return Err(invalid("language", "invalid language tags"));
+            }
             if !l.is_empty() {
                 mime.push(("Content-Language".into(), l.join(", ")));
             }
@@ -2050,10 +2061,22 @@ mod tests {
                 json!({"mailboxIds": {&drafts: true}, "attachments": [{"blobId": "Gmissing"}]}),
                 "blobNotFound",
             ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "header:X-A": " a\r\nBcc: evil@x"}),
+                "invalidProperties",
+            ),
+            (
+                json!({"mailboxIds": {&drafts: true}, "header:X-A": " a\r\n\tfolded"}),
+                "created",
+            ),
         ];
         for (object, want) in cases {
             let r = set(&f, json!({"create": {"k": object}})).await;
-            assert_eq!(r["notCreated"]["k"]["type"], json!(want), "{object} {r}");
+            if want == "created" {
+                assert!(r["created"]["k"]["id"].is_string(), "{object} {r}");
+            } else {
+                assert_eq!(r["notCreated"]["k"]["type"], json!(want), "{object} {r}");
+            }
         }
         let r = set(
             &f,
