@@ -1,13 +1,864 @@
-//! (to be written)
+//! Email/get (RFC 8621 §4.2) and Email/parse (§4.9).
+//!
+//! Metadata and header properties come from the stored [`EmailRecord`] and its raw header
+//! block, so a client asking only for them never causes a body fetch. The body properties
+//! (`bodyStructure`, `bodyValues`, `textBody`, `htmlBody`, `attachments`) need the raw
+//! message: from the sync driver (blob cache, else upstream) or, without one, from the blob
+//! cache alone. When it cannot be had the whole call fails with `serverUnavailable` (/get
+//! has no per-object error).
+//!
+//! Blob ids are explained in [`crate::body`]; Email/parse reads any of them (an upload, an
+//! Email's raw message, a part such as an attached message).
 
-use jmap_engine::{AccountDirectory, Engine};
+use jmap_engine::standard::{GetRequest, GetResponse};
+use jmap_engine::{
+    AccountDirectory, Arguments, Engine, ExtraArguments, Handler, HandlerFuture, Id, MethodCall,
+    MethodError, MethodOutput, UnsignedInt, UtcDate,
+};
+use serde_json::{Map, Value, json};
+use state::{DataType, ObjectId};
 
-use super::MailAccount;
+use super::{MAIL, MailAccount, jmap_id, object_id, store_error};
+use crate::EmailRecord;
+use crate::body::{Body, BodyProperty, ValueOptions, parse_part_blob_id, part_bytes};
+use crate::header_forms::{self, Form, HeaderProperty, RawHeader};
 
 pub(super) fn register<D>(engine: &mut Engine<D>)
 where
     D: AccountDirectory + 'static,
     D::Account: MailAccount,
 {
-    let _ = engine;
+    engine.register("Email/get", MAIL, EmailGet);
+    engine.register("Email/parse", MAIL, EmailParse);
+}
+
+/// Email/get's default `properties` (RFC 8621 §4.2).
+const GET_DEFAULT: [&str; 24] = [
+    "id",
+    "blobId",
+    "threadId",
+    "mailboxIds",
+    "keywords",
+    "size",
+    "receivedAt",
+    "messageId",
+    "inReplyTo",
+    "references",
+    "sender",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "replyTo",
+    "subject",
+    "sentAt",
+    "hasAttachment",
+    "preview",
+    "bodyValues",
+    "textBody",
+    "htmlBody",
+    "attachments",
+];
+
+/// Email/parse's default `properties` (RFC 8621 §4.9).
+const PARSE_DEFAULT: [&str; 17] = [
+    "messageId",
+    "inReplyTo",
+    "references",
+    "sender",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "replyTo",
+    "subject",
+    "sentAt",
+    "hasAttachment",
+    "preview",
+    "bodyValues",
+    "textBody",
+    "htmlBody",
+    "attachments",
+];
+
+/// An Email property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Prop {
+    Id,
+    BlobId,
+    ThreadId,
+    MailboxIds,
+    Keywords,
+    Size,
+    ReceivedAt,
+    /// A convenience header property: the last field `name` in `form`.
+    Field(&'static str, Form),
+    HasAttachment,
+    Preview,
+    BodyStructure,
+    BodyValues,
+    TextBody,
+    HtmlBody,
+    Attachments,
+    Headers,
+    Header(HeaderProperty),
+}
+
+impl Prop {
+    fn parse(name: &str) -> Result<Prop, MethodError> {
+        Ok(match name {
+            "id" => Prop::Id,
+            "blobId" => Prop::BlobId,
+            "threadId" => Prop::ThreadId,
+            "mailboxIds" => Prop::MailboxIds,
+            "keywords" => Prop::Keywords,
+            "size" => Prop::Size,
+            "receivedAt" => Prop::ReceivedAt,
+            "messageId" => Prop::Field("Message-ID", Form::MessageIds),
+            "inReplyTo" => Prop::Field("In-Reply-To", Form::MessageIds),
+            "references" => Prop::Field("References", Form::MessageIds),
+            "sender" => Prop::Field("Sender", Form::Addresses),
+            "from" => Prop::Field("From", Form::Addresses),
+            "to" => Prop::Field("To", Form::Addresses),
+            "cc" => Prop::Field("Cc", Form::Addresses),
+            "bcc" => Prop::Field("Bcc", Form::Addresses),
+            "replyTo" => Prop::Field("Reply-To", Form::Addresses),
+            "subject" => Prop::Field("Subject", Form::Text),
+            "sentAt" => Prop::Field("Date", Form::Date),
+            "hasAttachment" => Prop::HasAttachment,
+            "preview" => Prop::Preview,
+            "bodyStructure" => Prop::BodyStructure,
+            "bodyValues" => Prop::BodyValues,
+            "textBody" => Prop::TextBody,
+            "htmlBody" => Prop::HtmlBody,
+            "attachments" => Prop::Attachments,
+            "headers" => Prop::Headers,
+            other => match HeaderProperty::parse(other).map_err(MethodError::invalid_arguments)? {
+                Some(h) => Prop::Header(h),
+                None => {
+                    return Err(MethodError::invalid_arguments(format!(
+                        "unknown property '{other}'"
+                    )));
+                }
+            },
+        })
+    }
+
+    fn needs_body(&self) -> bool {
+        matches!(
+            self,
+            Prop::BodyStructure
+                | Prop::BodyValues
+                | Prop::TextBody
+                | Prop::HtmlBody
+                | Prop::Attachments
+        )
+    }
+}
+
+/// The requested properties as (response key, property); `with_id` adds `id` as /get must.
+fn properties(
+    list: Option<&[String]>,
+    default: &[&str],
+    with_id: bool,
+) -> Result<Vec<(String, Prop)>, MethodError> {
+    let names: Vec<String> = match list {
+        Some(l) => l.to_vec(),
+        None => default.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let mut out: Vec<(String, Prop)> = Vec::with_capacity(names.len() + 1);
+    if with_id && !names.iter().any(|n| n == "id") {
+        out.push(("id".into(), Prop::Id));
+    }
+    for name in names {
+        let prop = Prop::parse(&name)?;
+        if !out.iter().any(|(k, _)| *k == name) {
+            out.push((name, prop));
+        }
+    }
+    Ok(out)
+}
+
+/// The body arguments Email/get and Email/parse share.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct BodyArgs {
+    body_properties: Option<Vec<String>>,
+    values: ValueOptions,
+}
+
+impl ExtraArguments for BodyArgs {
+    fn take(args: &mut Arguments) -> Result<Self, MethodError> {
+        Ok(BodyArgs {
+            body_properties: args.optional("bodyProperties")?,
+            values: ValueOptions {
+                fetch_text: args.flag("fetchTextBodyValues", false)?,
+                fetch_html: args.flag("fetchHTMLBodyValues", false)?,
+                fetch_all: args.flag("fetchAllBodyValues", false)?,
+                max_bytes: args
+                    .optional::<UnsignedInt>("maxBodyValueBytes")?
+                    .map_or(0, UnsignedInt::get),
+            },
+        })
+    }
+}
+
+/// What one Email object is rendered from.
+struct Source<'a> {
+    /// The stored record (Email/get); `None` for Email/parse.
+    record: Option<&'a EmailRecord>,
+    headers: &'a [RawHeader],
+    body: Option<&'a Body>,
+    blob_id: &'a str,
+    size: u64,
+}
+
+fn render(
+    props: &[(String, Prop)],
+    body_props: &[BodyProperty],
+    values: ValueOptions,
+    src: &Source<'_>,
+) -> Map<String, Value> {
+    let mut o = Map::new();
+    let rec = src.record;
+    for (key, prop) in props {
+        let v = match prop {
+            Prop::Id => rec.map_or(Value::Null, |r| json!(r.id)),
+            Prop::BlobId => json!(src.blob_id),
+            Prop::ThreadId => rec.map_or(Value::Null, |r| json!(r.thread_id)),
+            Prop::MailboxIds => rec.map_or(Value::Null, |r| {
+                Value::Object(
+                    r.mailbox_ids()
+                        .map(|m| (m.to_owned(), json!(true)))
+                        .collect(),
+                )
+            }),
+            Prop::Keywords => rec.map_or(Value::Null, |r| {
+                Value::Object(
+                    r.keywords()
+                        .into_iter()
+                        .map(|k| (k.to_ascii_lowercase(), json!(true)))
+                        .collect(),
+                )
+            }),
+            Prop::Size => json!(src.size),
+            Prop::ReceivedAt => rec.map_or(Value::Null, |r| {
+                json!(UtcDate::from_timestamp(r.received_at).as_str())
+            }),
+            Prop::Field(name, form) => header_forms::last(src.headers, name, *form),
+            Prop::HasAttachment => match (rec, src.body) {
+                (Some(r), _) => json!(r.has_attachment),
+                (None, Some(b)) => json!(b.has_attachment()),
+                (None, None) => json!(false),
+            },
+            Prop::Preview => match (rec, src.body) {
+                (Some(r), _) => json!(r.preview),
+                (None, Some(b)) => json!(b.preview()),
+                (None, None) => json!(""),
+            },
+            Prop::Headers => header_forms::headers_json(src.headers),
+            Prop::Header(h) => h.value(src.headers),
+            Prop::BodyStructure => src.body.map_or(Value::Null, |b| b.part_json(0, body_props)),
+            Prop::BodyValues => src.body.map_or(Value::Null, |b| b.values_json(values)),
+            Prop::TextBody => src
+                .body
+                .map_or(Value::Null, |b| b.list_json(&b.text_body, body_props)),
+            Prop::HtmlBody => src
+                .body
+                .map_or(Value::Null, |b| b.list_json(&b.html_body, body_props)),
+            Prop::Attachments => src
+                .body
+                .map_or(Value::Null, |b| b.list_json(&b.attachments, body_props)),
+        };
+        o.insert(key.clone(), v);
+    }
+    o
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> MethodError {
+    tracing::warn!("{what}: {e}");
+    MethodError::server_unavailable().with_description(format!("{what}: {e}"))
+}
+
+/// The raw message of a stored Email: through the sync driver when there is one (blob
+/// cache, else upstream), else from the blob cache alone.
+async fn raw_message<A: MailAccount>(account: &A, id: &ObjectId) -> Result<Vec<u8>, MethodError> {
+    if let Some(sync) = account.sync() {
+        return sync.raw_message(id).await.map_err(|e| {
+            unavailable(
+                &format!("the message of Email {id} could not be fetched"),
+                e,
+            )
+        });
+    }
+    account
+        .store()
+        .blob_get(account.store_id(), id.as_bytes().to_vec())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            unavailable(
+                &format!("the message of Email {id} could not be fetched"),
+                "no upstream connection and not cached",
+            )
+        })
+}
+
+/// How deep part blob ids may nest (a part of an attached message of an attached message …).
+const MAX_PART_NESTING: usize = 8;
+
+/// The octets of `blob_id` for Email/parse, or `None` when there is no such blob: an upload
+/// (stored under the id's bytes, as the upload endpoint does), an Email's blobId (its raw
+/// message) or a part blob of either.
+async fn blob_bytes<A: MailAccount>(
+    account: &A,
+    blob_id: &str,
+) -> Result<Option<Vec<u8>>, MethodError> {
+    let mut parts = Vec::new();
+    let mut base = blob_id;
+    while let Some((source, part)) = parse_part_blob_id(base) {
+        if parts.len() == MAX_PART_NESTING {
+            return Ok(None);
+        }
+        parts.push(part);
+        base = source;
+    }
+    let stored = account
+        .store()
+        .blob_get(account.store_id(), base.as_bytes().to_vec())
+        .await
+        .map_err(store_error)?;
+    let mut bytes = match stored {
+        Some(b) => b,
+        None => match email_of(account, base).await? {
+            Some(id) => raw_message(account, &id).await?,
+            None => return Ok(None),
+        },
+    };
+    for part in parts.iter().rev() {
+        match part_bytes(&bytes, part) {
+            Some((b, _)) => bytes = b,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(bytes))
+}
+
+/// `Some(id)` when `blob_id` is the blobId of an existing Email (which is its Email id).
+async fn email_of<A: MailAccount>(
+    account: &A,
+    blob_id: &str,
+) -> Result<Option<ObjectId>, MethodError> {
+    let Some(id) = blob_id
+        .starts_with('E')
+        .then(|| ObjectId::new(blob_id).ok())
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    let (_, rows) = account
+        .store()
+        .get_many(account.store_id(), DataType::Email, vec![id.clone()])
+        .await
+        .map_err(store_error)?;
+    Ok(rows.into_iter().next().flatten().map(|_| id))
+}
+
+/// Email/get.
+#[derive(Debug, Clone, Copy)]
+struct EmailGet;
+
+impl<D> Handler<D> for EmailGet
+where
+    D: AccountDirectory + 'static,
+    D::Account: MailAccount,
+{
+    fn call<'a>(&'a self, call: MethodCall<'a, D>) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let request = GetRequest::<BodyArgs>::from_arguments(call.arguments.clone())?;
+            let props = properties(request.properties.as_deref(), &GET_DEFAULT, true)?;
+            let body_props = BodyProperty::parse_list(request.extra.body_properties.as_deref())
+                .map_err(MethodError::invalid_arguments)?;
+            let account = call.account()?;
+            let a = account.store_id();
+            let ids: Vec<Id> = match request.resolved_ids(call.created_ids)? {
+                Some(ids) => ids,
+                None => {
+                    let (_, all) = account
+                        .store()
+                        .run(move |s| s.ids(a, DataType::Email))
+                        .await
+                        .map_err(store_error)?;
+                    request.check_fetch_all(all.len(), call.limits())?;
+                    all.iter().map(jmap_id).collect::<Result<_, _>>()?
+                }
+            };
+            let mut not_found = Vec::new();
+            let mut wanted = Vec::new();
+            for id in ids {
+                match object_id(&id) {
+                    Some(oid) => wanted.push((id, oid)),
+                    None => not_found.push(id),
+                }
+            }
+            let (state, rows) = account
+                .store()
+                .get_many(
+                    a,
+                    DataType::Email,
+                    wanted.iter().map(|(_, o)| o.clone()).collect(),
+                )
+                .await
+                .map_err(store_error)?;
+            let needs_body = props.iter().any(|(_, p)| p.needs_body());
+            let mut list = Vec::new();
+            for ((id, oid), row) in wanted.into_iter().zip(rows) {
+                let Some(bytes) = row else {
+                    not_found.push(id);
+                    continue;
+                };
+                let record = EmailRecord::from_bytes(&bytes).ok_or_else(|| {
+                    MethodError::server_fail("a stored Email record is unreadable")
+                })?;
+                let headers = header_forms::headers_of_block(&record.header_bytes());
+                let body = if needs_body {
+                    let raw = raw_message(account, &oid).await?;
+                    Some(Body::parse_lenient(&raw, &record.id))
+                } else {
+                    None
+                };
+                let src = Source {
+                    record: Some(&record),
+                    headers: &headers,
+                    body: body.as_ref(),
+                    blob_id: &record.id,
+                    size: record.size,
+                };
+                list.push(render(&props, &body_props, request.extra.values, &src));
+            }
+            let response = GetResponse {
+                account_id: request.account_id,
+                state: state.to_string(),
+                list,
+                not_found,
+            };
+            Ok(MethodOutput::new(
+                call.name.clone(),
+                response.to_arguments(),
+            ))
+        })
+    }
+}
+
+/// Email/parse.
+#[derive(Debug, Clone, Copy)]
+struct EmailParse;
+
+impl<D> Handler<D> for EmailParse
+where
+    D: AccountDirectory + 'static,
+    D::Account: MailAccount,
+{
+    fn call<'a>(&'a self, call: MethodCall<'a, D>) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let mut args = Arguments::new(call.arguments.clone());
+            let account_id: Id = args.required("accountId")?;
+            let blob_ids: Vec<Id> = args.required("blobIds")?;
+            let list: Option<Vec<String>> = args.optional("properties")?;
+            let extra = BodyArgs::take(&mut args)?;
+            args.finish()?;
+            let max = call.limits().max_objects_in_get.get();
+            if u64::try_from(blob_ids.len()).unwrap_or(u64::MAX) > max {
+                return Err(MethodError::request_too_large(format!(
+                    "{} blobIds, more than maxObjectsInGet ({max})",
+                    blob_ids.len()
+                )));
+            }
+            let props = properties(list.as_deref(), &PARSE_DEFAULT, false)?;
+            let body_props = BodyProperty::parse_list(extra.body_properties.as_deref())
+                .map_err(MethodError::invalid_arguments)?;
+            let account = call.account()?;
+            let mut parsed = Map::new();
+            let mut not_parsable: Vec<Id> = Vec::new();
+            let mut not_found: Vec<Id> = Vec::new();
+            for blob_id in blob_ids {
+                if parsed.contains_key(blob_id.as_str())
+                    || not_parsable.contains(&blob_id)
+                    || not_found.contains(&blob_id)
+                {
+                    continue;
+                }
+                let Some(raw) = blob_bytes(account, blob_id.as_str()).await? else {
+                    not_found.push(blob_id);
+                    continue;
+                };
+                let body = match Body::parse(&raw, blob_id.as_str()) {
+                    Some(b) if !b.headers().is_empty() => b,
+                    _ => {
+                        not_parsable.push(blob_id);
+                        continue;
+                    }
+                };
+                let src = Source {
+                    record: None,
+                    headers: body.headers(),
+                    body: Some(&body),
+                    blob_id: blob_id.as_str(),
+                    size: raw.len() as u64,
+                };
+                let email = render(&props, &body_props, extra.values, &src);
+                parsed.insert(blob_id.into_string(), Value::Object(email));
+            }
+            let mut out = Map::new();
+            out.insert("accountId".into(), json!(account_id));
+            out.insert(
+                "parsed".into(),
+                if parsed.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Object(parsed)
+                },
+            );
+            let ids_or_null = |v: Vec<Id>| if v.is_empty() { Value::Null } else { json!(v) };
+            out.insert("notParsable".into(), ids_or_null(not_parsable));
+            out.insert("notFound".into(), ids_or_null(not_found));
+            Ok(MethodOutput::new(call.name.clone(), out))
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::methods::testing::{Fixture, email, mailbox};
+
+    const HEADERS: &str = "From: Joe Bloggs <joe@example.com>\r\nTo: a@example.com, Friends: b@example.com;\r\n\
+Subject: =?utf-8?q?Dinner_on_Thursday=3F?=\r\nDate: Sun, 13 Oct 2013 22:12:00 +0800\r\n\
+Message-ID: <m1@example.com>\r\nList-Post: <mailto:partytime@lists.example.com>\r\nX-Thing: one\r\nX-Thing: two";
+
+    const BODY: &str = "Content-Type: multipart/alternative; boundary=x\r\n\r\n\
+--x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello there.\r\n\
+--x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Hello <b>there</b>.</p></body></html>\r\n\
+--x--\r\n";
+
+    /// A fixture with mailbox `Mi` and Email `E1` in it; the raw message is in the blob
+    /// cache only when `cached`.
+    async fn fixture(cached: bool) -> Fixture {
+        let f = Fixture::new();
+        f.put_mailbox(&mailbox("Mi", "INBOX", Some("inbox"))).await;
+        let mut e = email(
+            "E1",
+            "T1",
+            "Mi",
+            "7",
+            &["$seen", "$Flagged"],
+            1381673520,
+            HEADERS,
+        );
+        e.preview = "Hello there.".into();
+        let raw = format!("{HEADERS}\r\n{BODY}");
+        e.size = raw.len() as u64;
+        f.put_email(&e).await;
+        if cached {
+            f.account
+                .store
+                .blob_put(f.account.id, b"E1".to_vec(), raw.into_bytes())
+                .await
+                .unwrap();
+        }
+        f
+    }
+
+    async fn error_type(f: &Fixture, method: &str, args: Value) -> String {
+        let r = f.call(method, args).await;
+        assert_eq!(r[0][0], "error", "{r:?}");
+        r[0][1]["type"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn metadata_and_headers_without_fetching_the_body() {
+        // Nothing cached and no upstream: only header and metadata properties can work.
+        let f = fixture(false).await;
+        let r = f
+            .ok(
+                "Email/get",
+                json!({
+                    "ids": ["E1"],
+                    "properties": ["blobId", "threadId", "mailboxIds", "keywords", "size",
+                        "receivedAt", "messageId", "inReplyTo", "references", "from", "to",
+                        "subject", "sentAt", "hasAttachment", "preview", "headers",
+                        "header:x-thing:all", "header:X-Thing", "header:To:asGroupedAddresses",
+                        "header:Subject:asRaw", "header:Date:asDate"]
+                }),
+            )
+            .await;
+        let e = &r["list"][0];
+        assert_eq!(e["id"], "E1");
+        assert_eq!(e["blobId"], "E1");
+        assert_eq!(e["threadId"], "T1");
+        assert_eq!(e["mailboxIds"], json!({ "Mi": true }));
+        assert_eq!(e["keywords"], json!({ "$seen": true, "$flagged": true }));
+        assert_eq!(e["receivedAt"], "2013-10-13T14:12:00Z");
+        assert_eq!(e["sentAt"], "2013-10-13T22:12:00+08:00");
+        assert_eq!(e["header:Date:asDate"], "2013-10-13T22:12:00+08:00");
+        assert_eq!(e["messageId"], json!(["m1@example.com"]));
+        assert_eq!(e["inReplyTo"], Value::Null);
+        assert_eq!(e["references"], Value::Null);
+        assert_eq!(
+            e["from"],
+            json!([{ "name": "Joe Bloggs", "email": "joe@example.com" }])
+        );
+        assert_eq!(
+            e["to"],
+            json!([{ "name": null, "email": "a@example.com" }, { "name": null, "email": "b@example.com" }])
+        );
+        assert_eq!(
+            e["header:To:asGroupedAddresses"],
+            json!([
+                { "name": null, "addresses": [{ "name": null, "email": "a@example.com" }] },
+                { "name": "Friends", "addresses": [{ "name": null, "email": "b@example.com" }] }
+            ])
+        );
+        assert_eq!(e["subject"], "Dinner on Thursday?");
+        assert_eq!(
+            e["header:Subject:asRaw"],
+            " =?utf-8?q?Dinner_on_Thursday=3F?="
+        );
+        assert_eq!(e["header:x-thing:all"], json!([" one", " two"]));
+        assert_eq!(e["header:X-Thing"], " two");
+        assert_eq!(e["hasAttachment"], false);
+        assert_eq!(e["preview"], "Hello there.");
+        assert_eq!(e["headers"].as_array().unwrap().len(), 8);
+        assert_eq!(
+            e["headers"][0],
+            json!({ "name": "From", "value": " Joe Bloggs <joe@example.com>" })
+        );
+        assert!(e.get("textBody").is_none());
+
+        // A body property needs the message, which cannot be had.
+        assert_eq!(
+            error_type(
+                &f,
+                "Email/get",
+                json!({ "ids": ["E1"], "properties": ["textBody"] })
+            )
+            .await,
+            "serverUnavailable"
+        );
+        assert_eq!(
+            error_type(&f, "Email/get", json!({ "ids": ["E1"] })).await,
+            "serverUnavailable"
+        );
+    }
+
+    /// The Email/get example of RFC 8621 §4.2.
+    #[tokio::test]
+    async fn rfc_example() {
+        let f = fixture(true).await;
+        let r = f
+            .ok(
+                "Email/get",
+                json!({
+                    "ids": ["f123u456", "E1"],
+                    "properties": ["threadId", "mailboxIds", "from", "subject", "receivedAt",
+                        "header:List-POST:asURLs", "htmlBody", "bodyValues"],
+                    "bodyProperties": ["partId", "blobId", "size", "type"],
+                    "fetchHTMLBodyValues": true,
+                    "maxBodyValueBytes": 22
+                }),
+            )
+            .await;
+        assert_eq!(r["accountId"], "a1");
+        assert!(r["state"].is_string());
+        assert_eq!(r["notFound"], json!(["f123u456"]));
+        let e = &r["list"][0];
+        assert_eq!(e.as_object().unwrap().len(), 9);
+        assert_eq!(
+            e["header:List-POST:asURLs"],
+            json!(["mailto:partytime@lists.example.com"])
+        );
+        assert_eq!(
+            e["from"],
+            json!([{ "name": "Joe Bloggs", "email": "joe@example.com" }])
+        );
+        let html = "<html><body><p>Hello <b>there</b>.</p></body></html>";
+        assert_eq!(
+            e["htmlBody"],
+            json!([{ "partId": "2", "blobId": "BE1_2", "size": html.len(), "type": "text/html" }])
+        );
+        assert_eq!(
+            e["bodyValues"],
+            json!({ "2": { "value": "<html><body><p>Hello ", "isEncodingProblem": false, "isTruncated": true } })
+        );
+    }
+
+    #[tokio::test]
+    async fn default_properties_and_body_lists() {
+        let f = fixture(true).await;
+        let r = f
+            .ok(
+                "Email/get",
+                json!({ "ids": null, "fetchTextBodyValues": true }),
+            )
+            .await;
+        assert_eq!(r["list"].as_array().unwrap().len(), 1);
+        let e = &r["list"][0];
+        let keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 24, "{keys:?}");
+        assert_eq!(e["textBody"][0]["partId"], "1");
+        assert_eq!(e["textBody"][0]["charset"], "utf-8");
+        assert_eq!(e["textBody"][0]["name"], Value::Null);
+        assert_eq!(e["htmlBody"][0]["partId"], "2");
+        assert_eq!(e["attachments"], json!([]));
+        assert_eq!(
+            e["bodyValues"],
+            json!({ "1": { "value": "Hello there.", "isEncodingProblem": false, "isTruncated": false } })
+        );
+
+        let r = f
+            .ok(
+                "Email/get",
+                json!({ "ids": ["E1"], "properties": ["bodyStructure"],
+                        "bodyProperties": ["type", "subParts", "header:Content-Type:asText"] }),
+            )
+            .await;
+        assert_eq!(
+            r["list"][0]["bodyStructure"],
+            json!({
+                "type": "multipart/alternative",
+                "header:Content-Type:asText": "multipart/alternative; boundary=x",
+                "subParts": [
+                    { "type": "text/plain", "subParts": null, "header:Content-Type:asText": "text/plain; charset=utf-8" },
+                    { "type": "text/html", "subParts": null, "header:Content-Type:asText": "text/html; charset=utf-8" }
+                ]
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_arguments() {
+        let f = fixture(true).await;
+        for args in [
+            json!({ "ids": ["E1"], "properties": ["nope"] }),
+            json!({ "ids": ["E1"], "properties": ["header:From:asDate"] }),
+            json!({ "ids": ["E1"], "properties": ["header:Subject:asText:all:more"] }),
+            json!({ "ids": ["E1"], "bodyProperties": ["nope"] }),
+            json!({ "ids": ["E1"], "fetchTextBodyValues": "yes" }),
+            json!({ "ids": ["E1"], "maxBodyValueBytes": -1 }),
+            json!({ "ids": ["E1"], "unknownArgument": 1 }),
+        ] {
+            assert_eq!(
+                error_type(&f, "Email/get", args.clone()).await,
+                "invalidArguments",
+                "{args}"
+            );
+        }
+        // Unknown ids are not found; a repeated id is answered once.
+        let r = f
+            .ok(
+                "Email/get",
+                json!({ "ids": ["E1", "Enope", "E1"], "properties": ["id"] }),
+            )
+            .await;
+        assert_eq!(r["list"], json!([{ "id": "E1" }]));
+        assert_eq!(r["notFound"], json!(["Enope"]));
+    }
+
+    #[tokio::test]
+    async fn email_parse() {
+        let f = fixture(true).await;
+        let attached = "From: =?iso-8859-1?q?J=F6rg?= <jorg@example.com>\r\nSubject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
+Date: Mon, 1 Jan 2024 09:00:00 -0500\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9 at nine.\r\n";
+        let outer = format!(
+            "From: a@example.com\r\nSubject: fwd\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n\
+--o\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n\
+--o\r\nContent-Type: message/rfc822\r\n\r\n{attached}\r\n--o--\r\n"
+        );
+        let store = &f.account.store;
+        store
+            .blob_put(f.account.id, b"Gup1".to_vec(), outer.into_bytes())
+            .await
+            .unwrap();
+        store
+            .blob_put(f.account.id, b"Gjunk".to_vec(), Vec::new())
+            .await
+            .unwrap();
+
+        let r = f
+            .ok(
+                "Email/parse",
+                json!({ "blobIds": ["Gup1", "Gmissing", "Gjunk"], "fetchAllBodyValues": true }),
+            )
+            .await;
+        assert_eq!(r["accountId"], "a1");
+        assert_eq!(r["notFound"], json!(["Gmissing"]));
+        assert_eq!(r["notParsable"], json!(["Gjunk"]));
+        let e = &r["parsed"]["Gup1"];
+        assert_eq!(e["subject"], "fwd");
+        assert_eq!(e["hasAttachment"], true);
+        assert_eq!(e["preview"], "See below.");
+        assert_eq!(e["attachments"][0]["type"], "message/rfc822");
+        assert_eq!(e["attachments"][0]["blobId"], "BGup1_2");
+        assert!(e.get("id").is_none() && e.get("mailboxIds").is_none());
+
+        // The attached message, by its part blobId.
+        let r = f
+            .ok(
+                "Email/parse",
+                json!({
+                    "blobIds": ["BGup1_2"],
+                    "properties": ["id", "blobId", "threadId", "mailboxIds", "keywords",
+                        "receivedAt", "size", "from", "subject", "sentAt", "textBody", "bodyValues"],
+                    "fetchTextBodyValues": true
+                }),
+            )
+            .await;
+        let e = &r["parsed"]["BGup1_2"];
+        for null in ["id", "threadId", "mailboxIds", "keywords", "receivedAt"] {
+            assert_eq!(e[null], Value::Null, "{null}");
+        }
+        assert_eq!(e["blobId"], "BGup1_2");
+        assert_eq!(e["size"], attached.len());
+        assert_eq!(
+            e["from"],
+            json!([{ "name": "Jörg", "email": "jorg@example.com" }])
+        );
+        assert_eq!(e["subject"], "Grüße");
+        assert_eq!(e["sentAt"], "2024-01-01T09:00:00-05:00");
+        assert_eq!(e["textBody"][0]["blobId"], "BBGup1_2_1");
+        assert_eq!(
+            e["bodyValues"]["1"],
+            json!({ "value": "Café at nine.\n", "isEncodingProblem": false, "isTruncated": false })
+        );
+        assert_eq!(r["notFound"], Value::Null);
+        assert_eq!(r["notParsable"], Value::Null);
+
+        // A stored Email's own blobId parses too.
+        let r = f
+            .ok(
+                "Email/parse",
+                json!({ "blobIds": ["E1"], "properties": ["subject"] }),
+            )
+            .await;
+        assert_eq!(
+            r["parsed"]["E1"],
+            json!({ "subject": "Dinner on Thursday?" })
+        );
+
+        assert_eq!(
+            error_type(
+                &f,
+                "Email/parse",
+                json!({ "blobIds": ["E1"], "properties": ["header:To:asDate"] })
+            )
+            .await,
+            "invalidArguments"
+        );
+        assert_eq!(
+            error_type(&f, "Email/parse", json!({})).await,
+            "invalidArguments"
+        );
+    }
 }
