@@ -1015,6 +1015,20 @@ mod tests {
                 "{args} {changes}"
             );
             assert_eq!(changes["total"], json!(ids(&after).len()));
+            // upToId: the changes are exact up to it.
+            let old = ids(&before);
+            if old.len() >= 2 {
+                let up_to = old[1].clone();
+                let mut qc = args.clone();
+                qc["sinceQueryState"] = before["queryState"].clone();
+                qc["upToId"] = json!(up_to);
+                let changes = f.ok("Email/queryChanges", qc).await;
+                let new = ids(&after);
+                if let Some(pos) = new.iter().position(|i| *i == up_to) {
+                    let got = apply(&old[..2], &changes);
+                    assert_eq!(got[..=pos], new[..=pos], "{args} upTo {up_to} {changes}");
+                }
+            }
             // maxChanges too small.
             let mut qc = args.clone();
             qc["sinceQueryState"] = before["queryState"].clone();
