@@ -713,3 +713,48 @@ async fn wrong_password_is_auth_failed() {
     let err = a.list_mailboxes().await.unwrap_err();
     assert!(matches!(err, UpstreamError::AuthFailed(_)), "{err:?}");
 }
+    )
+    .unwrap();
+    let err = a.list_mailboxes().await.unwrap_err();
+    assert!(matches!(err, UpstreamError::AuthFailed(_)), "{err:?}");
+}
+
+/// Settings Oof against the stack's SOGo 5.8. SOGo serves Oof from its Sieve vacation
+/// setting, which the stack turns off (`SOGoVacationEnabled = NO` in eas-stack.sh); SOGo then
+/// answers every Oof request, Get or Set, with a bare `<Settings><Status>1</Status>`. The
+/// adapter must call that Unsupported (not success, which would lose the setting), for the
+/// whole Get / Set enabled with a date range / Get / Set disabled sequence.
+#[tokio::test]
+async fn out_of_office_is_unsupported_while_sogo_vacation_is_off() {
+    use eas::command::OofSettings;
+    let a = account("oof", EasSettings::default());
+    let unsupported = |step: &str, err: UpstreamError| match err {
+        UpstreamError::Unsupported(text) => {
+            assert!(text.contains("without an Oof element"), "{step}: {text}");
+        }
+        other => panic!("{step}: expected Unsupported, got {other:?}"),
+    };
+    unsupported("first Get", a.oof().await.unwrap_err());
+    let day = 86_400;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let away = OofSettings::vacation(
+        true,
+        Some(now + day),
+        Some(now + 8 * day),
+        Some("Away until next week."),
+        None,
+        now,
+    );
+    unsupported("Set enabled", a.set_oof(&away).await.unwrap_err());
+    unsupported("second Get", a.oof().await.unwrap_err());
+    unsupported(
+        "Set disabled",
+        a.set_oof(&OofSettings::disabled()).await.unwrap_err(),
+    );
+    assert!(!a.supports_oof().await.unwrap());
+    // The account is otherwise fine: the refusals were about Oof only.
+    assert!(!a.list_mailboxes().await.unwrap().is_empty());
+}

@@ -20,9 +20,10 @@ use crate::command::{
     BodyPreference, ClientCommand, ClientResponse, Fetch, FetchResponse, Folder, FolderChange,
     FolderCreate, FolderCreateResponse, FolderDelete, FolderSync, FolderSyncResponse, FolderType,
     FolderUpdate, FolderUpdateResponse, GetItemEstimate, GetItemEstimateResponse, MoveItem,
-    MoveItems, MoveItemsResponse, ParseError, Ping, PingFolder, PingResponse, SendMail,
-    SendMailResponse, ServerCommand, Sync, SyncCollection, SyncCollectionResponse, SyncOptions,
-    SyncResponse,
+    MoveItems, MoveItemsResponse, OofBodyType, OofSettings, ParseError, Ping, PingFolder,
+    PingResponse, SendMail, SendMailResponse, ServerCommand, SettingsOof, SettingsOofResponse,
+    Sync, SyncCollection, SyncCollectionResponse, SyncOptions, SyncResponse,
+    settings_status_meaning,
 };
 use crate::email;
 use crate::transport::{COMMAND_TIMEOUT, EasClient, EasEndpoint, EasError};
@@ -1076,6 +1077,90 @@ impl EasAccount {
                 envelope,
                 save_in_sent,
             } => self.send(&raw, &envelope, save_in_sent).await,
+        }
+    }
+}
+
+/// A Settings or Oof status other than 1 as the contract's error (MS-ASCMD 2.2.3.177.15).
+fn settings_error(what: &str, status: u32) -> UpstreamError {
+    let text = format!(
+        "{what} status {status} ({})",
+        settings_status_meaning(status)
+    );
+    match status {
+        4 => UpstreamError::Unavailable(text),
+        3 | 5 | 6 | 7 => UpstreamError::Refused(text),
+        _ => UpstreamError::Protocol(text),
+    }
+}
+
+/// Out of office (Settings Oof, MS-ASCMD 2.2.3.122).
+impl EasAccount {
+    /// One Settings Oof round trip, checked down to the Oof status.
+    async fn settings_oof(
+        &self,
+        request: &SettingsOof,
+    ) -> Result<SettingsOofResponse, UpstreamError> {
+        self.ready().await?;
+        let root = match self
+            .client
+            .command("Settings", Some(&request.to_element()), COMMAND_TIMEOUT)
+            .await
+        {
+            Ok(Some(root)) => root,
+            Ok(None) => {
+                return Err(UpstreamError::Protocol("Settings: empty response".into()));
+            }
+            Err(EasError::Http { status: 501, .. }) => {
+                return Err(UpstreamError::Unsupported(
+                    "the EAS server does not implement the Settings command (HTTP 501)".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let response = SettingsOofResponse::from_element(&root).map_err(protocol)?;
+        if response.status != 1 {
+            return Err(settings_error("Settings", response.status));
+        }
+        match &response.oof {
+            None => Err(UpstreamError::Unsupported(
+                "the EAS server answers Settings without an Oof element: it offers no \
+                 out-of-office reply for this account"
+                    .into(),
+            )),
+            Some(oof) => match oof.status {
+                Some(s) if s != 1 => Err(settings_error("Settings Oof", s)),
+                _ => Ok(response),
+            },
+        }
+    }
+
+    /// The out-of-office setting (Settings Oof Get, messages as text).
+    /// `Unsupported` when the server does not offer it.
+    pub async fn oof(&self) -> Result<OofSettings, UpstreamError> {
+        let response = self
+            .settings_oof(&SettingsOof::Get(OofBodyType::Text))
+            .await?;
+        response
+            .oof
+            .and_then(|o| o.settings)
+            .ok_or_else(|| UpstreamError::Protocol("Settings Oof Get answered without Get".into()))
+    }
+
+    /// Replaces the out-of-office setting (Settings Oof Set).
+    pub async fn set_oof(&self, settings: &OofSettings) -> Result<(), UpstreamError> {
+        self.settings_oof(&SettingsOof::Set(settings.clone()))
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the server offers out of office for this account: an Oof Get that succeeds.
+    /// Other failures (credentials, network) are errors, not a "no".
+    pub async fn supports_oof(&self) -> Result<bool, UpstreamError> {
+        match self.oof().await {
+            Ok(_) => Ok(true),
+            Err(UpstreamError::Unsupported(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+mod settings;
+
 use eas::command::*;
 use wbxml::{Element, decode, encode, tag};
 

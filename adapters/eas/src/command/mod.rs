@@ -10,6 +10,7 @@ mod items;
 mod ping;
 mod provision;
 mod send;
+mod settings;
 mod sync;
 
 pub use folder::{
@@ -23,6 +24,10 @@ pub use items::{
 pub use ping::{Ping, PingFolder, PingResponse};
 pub use provision::{Provision, ProvisionResponse, ProvisionedPolicy};
 pub use send::{SendMail, SendMailResponse};
+pub use settings::{
+    OPEN_END, OofAudience, OofBodyType, OofMessage, OofResult, OofSettings, OofState, SettingsOof,
+    SettingsOofResponse, format_datetime, settings_status_meaning,
+};
 pub(crate) use sync::node_text;
 pub use sync::{
     BodyPreference, ClientCommand, ClientResponse, ServerCommand, Sync, SyncCollection,
