@@ -947,6 +947,31 @@ mod tests {
         assert_eq!(c["newState"], q["queryState"]);
     }
 
+    #[test]
+    fn collations() {
+        use super::{Collation, Value, collate, compare_values};
+        let n = |s: &str| collate(s, Collation::AsciiNumeric);
+        let mut v = vec![n("10 apples"), n("none"), n("9"), n("010")];
+        v.sort_by(compare_values);
+        assert_eq!(
+            v,
+            vec![
+                Value::Numeric(Some(9)),
+                Value::Numeric(Some(10)),
+                Value::Numeric(Some(10)),
+                Value::Numeric(None)
+            ]
+        );
+        assert_eq!(
+            collate("ÄBC", Collation::UnicodeCasemap),
+            collate("äbc", Collation::UnicodeCasemap)
+        );
+        assert_ne!(
+            collate("ÄBC", Collation::AsciiCasemap),
+            collate("äbc", Collation::AsciiCasemap)
+        );
+    }
+
     async fn destroy(f: &Fixture, id: &str) {
         let mut c = Commit::new(f.account.id);
         c.destroy(DataType::Email, ObjectId::new(id).unwrap());

@@ -552,32 +552,16 @@ async fn update_one<A: MailAccount>(
     Ok(Ok(()))
 }
 
-/// Reads a blob for a body part or an import: an upload, else an Email's raw message.
+/// Reads a blob for a body part or an import: an upload, an Email's raw message, or a part
+/// of either (see [`super::read_blob`]).
 async fn read_blob<A: MailAccount>(
     account: &A,
     blob_id: &str,
 ) -> Result<Option<Vec<u8>>, MethodError> {
-    if let Some(b) = account
-        .store()
-        .blob_get(account.store_id(), blob_id.as_bytes().to_vec())
+    super::read_blob(account, blob_id)
         .await
-        .map_err(store_error)?
-    {
-        return Ok(Some(b));
-    }
-    let (Some(sync), Ok(oid)) = (account.sync(), ObjectId::new(blob_id)) else {
-        return Ok(None);
-    };
-    if load_email(account, blob_id).await?.is_none() {
-        return Ok(None);
-    }
-    match sync.raw_message(&oid).await {
-        Ok(raw) => Ok(Some(raw)),
-        Err(SyncError::UnknownEmail(_) | SyncError::Upstream(UpstreamError::NotFound(_))) => {
-            Ok(None)
-        }
-        Err(e) => Err(sync_error(e)),
-    }
+        .map(|b| b.map(|d| d.bytes))
+        .map_err(super::blob_error)
 }
 
 async fn create_one<A: MailAccount>(
@@ -905,16 +889,13 @@ async fn copy_one<A: MailAccount>(
         },
         Some(_) => return Ok(Err(SetError::invalid_properties(["receivedAt"]))),
     };
-    let Some(from_sync) = from.sync() else {
-        return Err(MethodError::server_unavailable()
-            .with_description("the from-account's mail server is not connected"));
-    };
-    let Some(oid) = object_id(source) else {
-        return Ok(Err(SetError::not_found()));
-    };
-    let raw = match from_sync.raw_message(&oid).await {
-        Ok(r) => r,
-        Err(e) => return object_error(e).map(Err),
+    // The raw message: from the blob cache, else fetched upstream by the from-account.
+    let Some(raw) = read_blob(from, source.as_str()).await? else {
+        return match from.sync() {
+            Some(_) => Ok(Err(SetError::not_found())),
+            None => Err(MethodError::server_unavailable()
+                .with_description("the from-account's mail server is not connected")),
+        };
     };
     let new = NewMessage {
         mailbox_ids: &mailbox_ids,
