@@ -276,6 +276,9 @@ impl<D: AccountDirectory> Handler<D> for Echo {
     }
 }
 
+/// The namespace of the capabilities registered with IANA for JMAP.
+const IETF_CAPABILITY_PREFIX: &str = "urn:ietf:params:jmap:";
+
 impl<D: AccountDirectory> Engine<D> {
     /// An engine with only Core/echo registered.
     pub fn new(directory: D, capabilities: Capabilities) -> Self {
@@ -356,10 +359,14 @@ impl<D: AccountDirectory> Engine<D> {
                 ),
             });
         }
+        // RFC 8620 §3.6.1 lets a server reject an unknown capability ("may be rejected").
+        // Real clients (jmap-client, for one) put every IETF capability they know in every
+        // request, so a standard `urn:ietf:params:jmap:` capability this server lacks is
+        // ignored: its methods answer unknownMethod. Anything else unknown is rejected.
         if let Some(unknown) = request
             .using
             .iter()
-            .find(|c| !self.capabilities.supports(c))
+            .find(|c| !self.capabilities.supports(c) && !c.starts_with(IETF_CAPABILITY_PREFIX))
         {
             return Err(RequestError::UnknownCapability(unknown.clone()));
         }

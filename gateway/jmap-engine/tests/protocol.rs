@@ -265,6 +265,19 @@ fn unknown_capability() {
     );
 }
 
+/// A standard capability the server lacks is ignored (clients send every one they know); its
+/// methods are unknown.
+#[test]
+fn unimplemented_ietf_capability_is_ignored() {
+    let body = json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:contacts"],
+        "methodCalls": [["AddressBook/get", {"accountId": "a1"}, "0"]]
+    });
+    let v = run_body(&engine(), "john", body.to_string().as_bytes());
+    assert_eq!(v["methodResponses"][0][0], "error", "{v}");
+    assert_eq!(v["methodResponses"][0][1]["type"], "unknownMethod");
+}
+
 #[test]
 fn limit_max_size_request() {
     let body = format!(
