@@ -78,7 +78,12 @@ pub struct PassthroughAccount {
     /// What makes this account the same one next time (e.g. `imap:host:port:user`).
     pub key: String,
     pub name: String,
+    /// How to sync it with the credentials of this login (None: login only, no mail).
+    pub upstream: Option<crate::mail::UpstreamSpec>,
 }
+
+/// Called with a passthrough account's store number and adapter spec after each login.
+pub type LoginHook = Box<dyn Fn(AccountId, crate::mail::UpstreamSpec) + Send + Sync>;
 
 /// The boxed future of a passthrough login.
 pub type LoginFuture<'a> =
@@ -121,6 +126,7 @@ pub struct Registry {
     /// Raw account lists per user (identity key, name, store id), to rebuild entries.
     raw: RwLock<HashMap<String, RawAccounts>>,
     alloc: tokio::sync::Mutex<()>,
+    on_login: std::sync::OnceLock<LoginHook>,
 }
 
 impl fmt::Debug for Registry {
@@ -185,6 +191,7 @@ impl Registry {
             users: RwLock::new(HashMap::new()),
             raw: RwLock::new(HashMap::new()),
             alloc: tokio::sync::Mutex::new(()),
+            on_login: std::sync::OnceLock::new(),
         };
         let names: Vec<(String, Vec<(String, String)>)> = registry
             .configured
@@ -233,13 +240,36 @@ impl Registry {
             match server.login(name, password).await {
                 Ok(Some(account)) => {
                     let accounts = vec![(format!("passthrough:{}", account.key), account.name)];
-                    return self.install_user(name, &accounts).await;
+                    let entry = self.install_user(name, &accounts).await?;
+                    if let (Some(spec), Some(hook), Some(a)) = (
+                        account.upstream,
+                        self.on_login.get(),
+                        entry.accounts.first(),
+                    ) {
+                        hook(a.store_id, spec);
+                    }
+                    // The hook may have changed the account's capabilities.
+                    return self.user(name).ok_or(LoginError::BadCredentials);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(user = name, "passthrough login failed: {e}"),
             }
         }
         Err(LoginError::BadCredentials)
+    }
+
+    /// Sets what runs after a passthrough login (the mail layer starts the account's sync).
+    /// Only the first call takes effect.
+    pub fn set_login_hook(&self, hook: LoginHook) {
+        let _ = self.on_login.set(hook);
+    }
+
+    /// The store numbers of a configured user's accounts, in configuration order.
+    pub fn configured_account_ids(&self, user: &str) -> Vec<AccountId> {
+        read(&self.raw)
+            .get(user)
+            .map(|(_, ids)| ids.iter().map(|(id, _)| *id).collect())
+            .unwrap_or_default()
     }
 
     /// Sets the capabilities of one account (the mail layer calls this once it knows what the

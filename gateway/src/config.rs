@@ -224,6 +224,8 @@ pub struct ImapAccountConfig {
     pub ca_file: Option<PathBuf>,
     pub username: String,
     pub password: SecretSource,
+    /// The account's mail address (its Identity); defaults to the username if it has an `@`.
+    pub address: Option<String>,
     /// Where EmailSubmission sends mail for this account.
     pub smtp: Option<SmtpConfig>,
 }
@@ -240,6 +242,13 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     /// Defaults to the account's password.
     pub password: Option<SecretSource>,
+    /// Log in (AUTH) before sending; false for a relay that accepts mail from this host.
+    #[serde(default = "default_true")]
+    pub auth: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +259,8 @@ pub struct EasAccountConfig {
     pub url: String,
     pub username: String,
     pub password: SecretSource,
+    /// The account's mail address (its Identity); defaults to the username if it has an `@`.
+    pub address: Option<String>,
     /// Device id presented to the server; derived from user and account if absent.
     pub device_id: Option<String>,
     pub ca_file: Option<PathBuf>,

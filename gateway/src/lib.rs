@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod mail;
 pub mod methods;
 pub mod passthrough;
 pub mod proxy;

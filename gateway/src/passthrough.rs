@@ -77,19 +77,57 @@ impl UpstreamLogin {
         map.insert(username.to_owned(), (digest, Instant::now()));
     }
 
-    fn account(&self, username: &str) -> PassthroughAccount {
+    fn account(&self, username: &str, password: &Secret<String>) -> PassthroughAccount {
         match &self.server {
-            Server::Imap(c, _) => {
+            Server::Imap(c, ca) => {
                 let port = c.port.unwrap_or_else(|| c.tls.default_imap_port());
+                let mut server =
+                    imap::ImapServer::new(c.host.clone(), port, crate::mail::imap_security(c.tls));
+                server.extra_ca_pem = ca.clone();
+                let smtp = c.smtp.as_ref().map(|s| crate::mail::SmtpSpec {
+                    config: s.clone(),
+                    username: s.username.clone().unwrap_or_else(|| username.to_owned()),
+                    // A passthrough user's SMTP password is their own login password.
+                    password: password.clone(),
+                    extra_ca_pem: ca.clone(),
+                });
                 PassthroughAccount {
                     key: format!("imap:{}:{port}:{username}", c.host),
                     name: format!("{username} ({})", c.name),
+                    upstream: Some(crate::mail::UpstreamSpec::Imap {
+                        server,
+                        creds: imap::Credentials {
+                            username: username.to_owned(),
+                            password: password.clone(),
+                        },
+                        smtp,
+                    }),
                 }
             }
-            Server::Eas(c, _) => PassthroughAccount {
+            Server::Eas(c, ca) => PassthroughAccount {
                 key: format!("eas:{}:{username}", c.url),
                 name: format!("{username} ({})", c.name),
+                upstream: Some(crate::mail::UpstreamSpec::Eas {
+                    endpoint: self.endpoint(c, ca, username, password),
+                }),
             },
+        }
+    }
+
+    fn endpoint(
+        &self,
+        c: &PassthroughEas,
+        ca: &Option<Vec<u8>>,
+        username: &str,
+        password: &Secret<String>,
+    ) -> eas::EasEndpoint {
+        eas::EasEndpoint {
+            url: c.url.clone(),
+            username: username.to_owned(),
+            password: password.clone(),
+            device_id: eas::EasEndpoint::derived_device_id(&c.url, username),
+            device_type: "JmapGateway".into(),
+            extra_ca_pem: ca.clone(),
         }
     }
 
@@ -97,11 +135,7 @@ impl UpstreamLogin {
     async fn check(&self, username: &str, password: &Secret<String>) -> Result<bool, String> {
         match &self.server {
             Server::Imap(c, ca) => {
-                let security = match c.tls {
-                    crate::config::TlsMode::Tls => imap::Security::Tls,
-                    crate::config::TlsMode::Starttls => imap::Security::StartTls,
-                    crate::config::TlsMode::None => imap::Security::Plain,
-                };
+                let security = crate::mail::imap_security(c.tls);
                 let port = c.port.unwrap_or_else(|| c.tls.default_imap_port());
                 let mut server = imap::ImapServer::new(c.host.clone(), port, security);
                 server.extra_ca_pem = ca.clone();
@@ -119,14 +153,7 @@ impl UpstreamLogin {
                 }
             }
             Server::Eas(c, ca) => {
-                let endpoint = eas::EasEndpoint {
-                    url: c.url.clone(),
-                    username: username.to_owned(),
-                    password: password.clone(),
-                    device_id: eas::EasEndpoint::derived_device_id(&c.url, username),
-                    device_type: "JmapGateway".into(),
-                    extra_ca_pem: ca.clone(),
-                };
+                let endpoint = self.endpoint(c, ca, username, password);
                 let client = eas::EasClient::new(endpoint).map_err(|e| e.to_string())?;
                 match client.options().await {
                     Ok(_) => Ok(true),
@@ -146,11 +173,11 @@ impl PassthroughLogin for UpstreamLogin {
             }
             let digest = Self::digest(password);
             if self.is_remembered(username, &digest) {
-                return Ok(Some(self.account(username)));
+                return Ok(Some(self.account(username, password)));
             }
             if self.check(username, password).await? {
                 self.remember(username, digest);
-                Ok(Some(self.account(username)))
+                Ok(Some(self.account(username, password)))
             } else {
                 Ok(None)
             }

@@ -136,13 +136,22 @@ pub(crate) async fn download(
     let Some(account) = user.account(&account_id) else {
         return problem(StatusCode::NOT_FOUND, "about:blank", "no such account");
     };
-    let data = match state
-        .store
-        .blob_get(account.store_id, blob_key(&blob_id))
-        .await
-    {
-        Ok(Some(d)) => d,
+    let handle = crate::methods::AccountHandle {
+        entry: account.clone(),
+        store: state.store.clone(),
+        live: state.mail.as_ref().and_then(|m| m.get(account.store_id)),
+    };
+    let data = match jmap_mail::methods::read_blob(&handle, &blob_id).await {
+        Ok(Some(d)) => d.bytes,
         Ok(None) => return problem(StatusCode::NOT_FOUND, "about:blank", "no such blob"),
+        Err(jmap_mail::methods::BlobError::Upstream(e)) => {
+            tracing::warn!("blob download from upstream: {e}");
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "about:blank",
+                "the mail server could not be reached for this blob; try again later",
+            );
+        }
         Err(e) => {
             tracing::error!("blob download: {e}");
             return problem(

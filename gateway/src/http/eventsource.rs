@@ -109,11 +109,7 @@ pub(crate) async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     actix_web::rt::spawn(async move {
         let _open = app.metrics.push_stream();
         // A comment first, so the client sees the stream open before any change.
-        if tx
-            .send(Bytes::from_static(b": jmap push\n\n"))
-            .await
-            .is_err()
-        {
+        if tx.send(Bytes::from_static(b": jmap push\n")).await.is_err() {
             return;
         }
         let ping_every = Duration::from_secs(ping.max(1));

@@ -43,6 +43,7 @@ use tokio::sync::Semaphore;
 use crate::accounts::{PassthroughLogin, Registry, UserEntry};
 use crate::auth::{AuthError, Authenticator, Credentials, parse_authorization};
 use crate::config::{Config, Durability};
+use crate::mail::MailAccounts;
 use crate::methods::{BlobCopy, Directory, StoredType};
 use crate::push::TypeNames;
 use crate::push::subscription::{PushManager, PushMethods};
@@ -65,6 +66,7 @@ pub struct AppState {
     cors_origins: Vec<String>,
     api_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     upload_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    mail: Option<Arc<MailAccounts>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -367,6 +369,7 @@ pub struct GatewayBuilder {
     passthrough: Vec<Arc<dyn PassthroughLogin>>,
     limits: Limits,
     account_capabilities: BTreeMap<String, Value>,
+    mail_sync: bool,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -384,7 +387,16 @@ impl GatewayBuilder {
             passthrough: Vec::new(),
             limits: Limits::default(),
             account_capabilities: BTreeMap::new(),
+            mail_sync: false,
         }
+    }
+
+    /// Serves JMAP Mail: every configured account's sync starts at build, and passthrough
+    /// accounts start at their first login. Off by default so tests of the core stay
+    /// offline; `serve` turns it on.
+    pub fn mail_sync(mut self, on: bool) -> Self {
+        self.mail_sync = on;
+        self
     }
 
     /// Uses an open store instead of opening `store.path`.
@@ -483,6 +495,29 @@ impl GatewayBuilder {
         for cap in registry.default_capabilities().keys() {
             others.entry(cap.clone()).or_insert_with(|| json!({}));
         }
+        let mail = if self.mail_sync {
+            let mail = MailAccounts::new(store.clone(), registry.clone())?;
+            let hook_target = Arc::downgrade(&mail);
+            registry.set_login_hook(Box::new(move |id, spec| {
+                if let Some(mail) = hook_target.upgrade() {
+                    let address = spec.address();
+                    if let Err(e) = mail.start(id, spec, address) {
+                        tracing::error!(account = %id, "cannot start the account's sync: {e}");
+                    }
+                }
+            }));
+            mail.start_configured(&config)?;
+            for cap in [
+                jmap_engine::MAIL_CAPABILITY,
+                jmap_mail::methods::SUBMISSION,
+                jmap_mail::methods::VACATION,
+            ] {
+                others.entry(cap.to_owned()).or_insert_with(|| json!({}));
+            }
+            Some(mail)
+        } else {
+            None
+        };
         let capabilities = Capabilities {
             core: CoreCapability {
                 limits: self.limits,
@@ -493,6 +528,7 @@ impl GatewayBuilder {
         let mut engine = Engine::new(
             Directory {
                 store: store.clone(),
+                mail: mail.clone(),
             },
             capabilities,
         );
@@ -512,6 +548,9 @@ impl GatewayBuilder {
         for t in &self.stored_types {
             t.register(&mut engine);
         }
+        if mail.is_some() {
+            jmap_mail::methods::register(&mut engine);
+        }
         push.resume().await;
         Ok(Gateway {
             state: Arc::new(AppState {
@@ -527,6 +566,7 @@ impl GatewayBuilder {
                 cors_origins: config.auth.cors_origins.clone(),
                 api_slots: Mutex::new(HashMap::new()),
                 upload_slots: Mutex::new(HashMap::new()),
+                mail,
             }),
         })
     }
@@ -553,6 +593,11 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.state.metrics
+    }
+
+    /// The running mail accounts, when built with [`GatewayBuilder::mail_sync`].
+    pub fn mail(&self) -> Option<&Arc<MailAccounts>> {
+        self.state.mail.as_ref()
     }
 
     /// A receiver that turns `true` when the gateway begins to shut down (SIGINT/SIGTERM in
@@ -782,7 +827,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         )
     })?;
     actix_web::rt::System::new().block_on(async move {
-        let mut builder = Gateway::builder(config);
+        let mut builder = Gateway::builder(config).mail_sync(true);
         for p in passthrough {
             builder = builder.passthrough(p);
         }
@@ -830,6 +875,10 @@ pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         gateway.begin_shutdown();
         handle.stop(true).await;
         running.await??;
+        if let Some(mail) = gateway.mail().cloned() {
+            // Each driver finishes the batch it is committing, then stops.
+            let _ = tokio::task::spawn_blocking(move || mail.shutdown()).await;
+        }
         gateway
             .store()
             .run(|s| s.flush())

@@ -7,18 +7,49 @@ mod stored;
 use std::sync::Arc;
 
 use jmap_engine::{AccountDirectory, AccountError, CORE_CAPABILITY, Id};
-use state::AsyncStore;
+use jmap_mail::AccountSync;
+use jmap_mail::methods::{MailAccount, Submitter, VacationBackend};
+use state::{AccountId, AsyncStore};
 
 use crate::accounts::{AccountEntry, UserEntry};
+use crate::mail::{LiveAccount, MailAccounts};
 
 pub use blob::{BlobCopy, blob_key, new_blob_id};
 pub use stored::StoredType;
 
-/// One resolved account: which it is, and the store it lives in.
+/// One resolved account: which it is, the store it lives in, and its sync driver if it is a
+/// mail account that runs.
 #[derive(Debug, Clone)]
 pub struct AccountHandle {
     pub entry: AccountEntry,
     pub store: AsyncStore,
+    pub live: Option<Arc<LiveAccount>>,
+}
+
+impl MailAccount for AccountHandle {
+    fn store(&self) -> &AsyncStore {
+        &self.store
+    }
+
+    fn store_id(&self) -> AccountId {
+        self.entry.store_id
+    }
+
+    fn sync(&self) -> Option<&AccountSync> {
+        self.live.as_ref().map(|l| &l.sync)
+    }
+
+    fn address(&self) -> Option<&str> {
+        self.live.as_ref().and_then(|l| l.address.as_deref())
+    }
+
+    fn submitter(&self) -> Option<&Arc<dyn Submitter>> {
+        self.live.as_ref().and_then(|l| l.submitter.as_ref())
+    }
+
+    fn vacation(&self) -> Option<&Arc<dyn VacationBackend>> {
+        self.live.as_ref().and_then(|l| l.vacation.get())
+    }
 }
 
 /// Resolves accounts from the user snapshot the HTTP layer authenticated: another user's
@@ -26,6 +57,8 @@ pub struct AccountHandle {
 #[derive(Debug, Clone)]
 pub struct Directory {
     pub store: AsyncStore,
+    /// The running mail accounts (None when the gateway syncs no mail).
+    pub mail: Option<Arc<MailAccounts>>,
 }
 
 impl AccountDirectory for Directory {
@@ -47,6 +80,7 @@ impl AccountDirectory for Directory {
         Ok(AccountHandle {
             entry: entry.clone(),
             store: self.store.clone(),
+            live: self.mail.as_ref().and_then(|m| m.get(entry.store_id)),
         })
     }
 

@@ -36,3 +36,11 @@ pub fn sync_error(e: SyncError) -> MethodError {
     tracing::warn!("upstream write failed: {e}");
     MethodError::server_unavailable().with_description(e.to_string())
 }
+
+/// A blob that could not be read, as a method error.
+pub fn blob_error(e: super::BlobError) -> MethodError {
+    match e {
+        super::BlobError::Store(e) => store_error(e),
+        super::BlobError::Upstream(e) => sync_error(e),
+    }
+}

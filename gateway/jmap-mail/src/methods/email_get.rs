@@ -20,7 +20,7 @@ use state::{DataType, ObjectId};
 
 use super::{MAIL, MailAccount, jmap_id, object_id, store_error};
 use crate::EmailRecord;
-use crate::body::{Body, BodyProperty, ValueOptions, parse_part_blob_id, part_bytes};
+use crate::body::{Body, BodyProperty, ValueOptions};
 use crate::header_forms::{self, Form, HeaderProperty, RawHeader};
 
 pub(super) fn register<D>(engine: &mut Engine<D>)
@@ -303,64 +303,16 @@ async fn raw_message<A: MailAccount>(account: &A, id: &ObjectId) -> Result<Vec<u
         })
 }
 
-/// How deep part blob ids may nest (a part of an attached message of an attached message …).
-const MAX_PART_NESTING: usize = 8;
-
-/// The octets of `blob_id` for Email/parse, or `None` when there is no such blob: an upload
-/// (stored under the id's bytes, as the upload endpoint does), an Email's blobId (its raw
-/// message) or a part blob of either.
+/// The octets of `blob_id` for Email/parse, or `None` when there is no such blob (see
+/// [`super::read_blob`] for the blob ids an account answers).
 async fn blob_bytes<A: MailAccount>(
     account: &A,
     blob_id: &str,
 ) -> Result<Option<Vec<u8>>, MethodError> {
-    let mut parts = Vec::new();
-    let mut base = blob_id;
-    while let Some((source, part)) = parse_part_blob_id(base) {
-        if parts.len() == MAX_PART_NESTING {
-            return Ok(None);
-        }
-        parts.push(part);
-        base = source;
-    }
-    let stored = account
-        .store()
-        .blob_get(account.store_id(), base.as_bytes().to_vec())
+    super::read_blob(account, blob_id)
         .await
-        .map_err(store_error)?;
-    let mut bytes = match stored {
-        Some(b) => b,
-        None => match email_of(account, base).await? {
-            Some(id) => raw_message(account, &id).await?,
-            None => return Ok(None),
-        },
-    };
-    for part in parts.iter().rev() {
-        match part_bytes(&bytes, part) {
-            Some((b, _)) => bytes = b,
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(bytes))
-}
-
-/// `Some(id)` when `blob_id` is the blobId of an existing Email (which is its Email id).
-async fn email_of<A: MailAccount>(
-    account: &A,
-    blob_id: &str,
-) -> Result<Option<ObjectId>, MethodError> {
-    let Some(id) = blob_id
-        .starts_with('E')
-        .then(|| ObjectId::new(blob_id).ok())
-        .flatten()
-    else {
-        return Ok(None);
-    };
-    let (_, rows) = account
-        .store()
-        .get_many(account.store_id(), DataType::Email, vec![id.clone()])
-        .await
-        .map_err(store_error)?;
-    Ok(rows.into_iter().next().flatten().map(|_| id))
+        .map(|b| b.map(|d| d.bytes))
+        .map_err(super::blob_error)
 }
 
 /// Email/get.

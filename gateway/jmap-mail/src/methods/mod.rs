@@ -4,6 +4,7 @@
 //!
 //! One module per data type; each has a `register` that adds its methods to an engine.
 
+mod blobs;
 mod common;
 mod email_get;
 mod email_query;
@@ -29,7 +30,8 @@ use state::{AccountId, AsyncStore};
 
 use crate::AccountSync;
 
-pub use common::{jmap_id, object_id, store_error, sync_error};
+pub use blobs::{BlobData, BlobError, read_blob};
+pub use common::{blob_error, jmap_id, object_id, store_error, sync_error};
 pub use quota::{QuotaInfo, QuotaResource};
 pub use submission::{SubmitError, SubmitReceipt, Submitter};
 pub use vacation::{VacationBackend, VacationSettings};

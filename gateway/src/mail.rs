@@ -1,0 +1,471 @@
+//! Live mail accounts: one sync driver per upstream account, running on the gateway's own
+//! mail runtime, and what the JMAP Mail methods need to reach it.
+//!
+//! Configured accounts start when the gateway is built; passthrough accounts start at their
+//! user's first successful login (the driver then uses the credentials of that login). Each
+//! driver resumes from the cursors in the store, so a restart continues where it stopped.
+//!
+//! Drivers run on a dedicated multi-threaded tokio runtime (`mail` threads), so a long
+//! initial sync never competes with the HTTP workers' event loops; method handlers call
+//! into the same [`AccountSync`] from the workers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use jmap_engine::MAIL_CAPABILITY;
+use jmap_mail::methods::{SubmitError, SubmitReceipt, Submitter, VacationBackend};
+use jmap_mail::{AccountSync, SyncOptions};
+use serde_json::{Value, json};
+use state::{AccountId, AsyncStore};
+use upstream::{BoxFuture, Envelope, Secret, Upstream, UpstreamError, WriteOp};
+
+use crate::accounts::Registry;
+use crate::config::{AccountConfig, Config, SmtpConfig, TlsMode};
+
+/// Where an account's mail is and how to log in: enough to build its adapter.
+#[derive(Clone)]
+pub enum UpstreamSpec {
+    Imap {
+        server: imap::ImapServer,
+        creds: imap::Credentials,
+        smtp: Option<SmtpSpec>,
+    },
+    Eas {
+        endpoint: eas::EasEndpoint,
+    },
+}
+
+impl std::fmt::Debug for UpstreamSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamSpec::Imap { server, creds, .. } => f
+                .debug_struct("Imap")
+                .field("host", &server.host)
+                .field("port", &server.port)
+                .field("username", &creds.username)
+                .finish_non_exhaustive(),
+            UpstreamSpec::Eas { endpoint } => f
+                .debug_struct("Eas")
+                .field("url", &endpoint.url)
+                .field("username", &endpoint.username)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// A built adapter, and the EAS account behind it when it is one.
+type Built = (Arc<dyn Upstream>, Option<Arc<eas::EasAccount>>);
+
+/// An SMTP submission server with resolved credentials.
+#[derive(Clone, Debug)]
+pub struct SmtpSpec {
+    pub config: SmtpConfig,
+    pub username: String,
+    pub password: Secret<String>,
+    pub extra_ca_pem: Option<Vec<u8>>,
+}
+
+impl UpstreamSpec {
+    /// The account's mail address: the login name when it is one.
+    pub fn address(&self) -> Option<String> {
+        let user = match self {
+            UpstreamSpec::Imap { creds, .. } => &creds.username,
+            UpstreamSpec::Eas { endpoint } => &endpoint.username,
+        };
+        user.contains('@').then(|| user.clone())
+    }
+
+    /// The adapter, and for EAS the concrete account too (for Settings Oof).
+    fn build(&self) -> anyhow::Result<Built> {
+        Ok(match self {
+            UpstreamSpec::Imap { server, creds, .. } => (
+                Arc::new(imap::ImapAccount::new(
+                    server.clone(),
+                    creds.clone(),
+                    imap::ImapOptions::default(),
+                )),
+                None,
+            ),
+            UpstreamSpec::Eas { endpoint } => {
+                let eas = Arc::new(
+                    eas::EasAccount::new(endpoint.clone(), eas::EasSettings::default())
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                );
+                (eas.clone(), Some(eas))
+            }
+        })
+    }
+}
+
+pub fn imap_security(tls: TlsMode) -> imap::Security {
+    match tls {
+        TlsMode::Tls => imap::Security::Tls,
+        TlsMode::Starttls => imap::Security::StartTls,
+        TlsMode::None => imap::Security::Plain,
+    }
+}
+
+fn read_ca(path: &Option<std::path::PathBuf>) -> anyhow::Result<Option<Vec<u8>>> {
+    path.as_ref()
+        .map(|p| {
+            std::fs::read(p)
+                .map_err(|e| anyhow::anyhow!("cannot read CA file {}: {e}", p.display()))
+        })
+        .transpose()
+}
+
+/// The adapter spec of a configured account, secrets resolved.
+pub fn spec_for(account: &AccountConfig) -> anyhow::Result<UpstreamSpec> {
+    Ok(match account {
+        AccountConfig::Imap(a) => {
+            let port = a.port.unwrap_or_else(|| a.tls.default_imap_port());
+            let mut server = imap::ImapServer::new(a.host.clone(), port, imap_security(a.tls));
+            server.extra_ca_pem = read_ca(&a.ca_file)?;
+            let password = a
+                .password
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("password of {}: {e}", a.username))?;
+            let smtp = match &a.smtp {
+                Some(s) => Some(SmtpSpec {
+                    config: s.clone(),
+                    username: s.username.clone().unwrap_or_else(|| a.username.clone()),
+                    password: match &s.password {
+                        Some(p) => p
+                            .resolve()
+                            .map_err(|e| anyhow::anyhow!("smtp password: {e}"))?,
+                        None => password.clone(),
+                    },
+                    extra_ca_pem: server.extra_ca_pem.clone(),
+                }),
+                None => None,
+            };
+            UpstreamSpec::Imap {
+                server,
+                creds: imap::Credentials {
+                    username: a.username.clone(),
+                    password,
+                },
+                smtp,
+            }
+        }
+        AccountConfig::Eas(a) => UpstreamSpec::Eas {
+            endpoint: eas::EasEndpoint {
+                url: a.url.clone(),
+                username: a.username.clone(),
+                password: a
+                    .password
+                    .resolve()
+                    .map_err(|e| anyhow::anyhow!("password of {}: {e}", a.username))?,
+                device_id: a
+                    .device_id
+                    .clone()
+                    .unwrap_or_else(|| eas::EasEndpoint::derived_device_id(&a.url, &a.username)),
+                device_type: "JmapGateway".into(),
+                extra_ca_pem: read_ca(&a.ca_file)?,
+            },
+        },
+    })
+}
+
+/// One running account.
+#[derive(Debug)]
+pub struct LiveAccount {
+    pub sync: AccountSync,
+    pub address: Option<String>,
+    pub submitter: Option<Arc<dyn Submitter>>,
+    /// Where VacationResponse goes upstream (EAS: Settings Oof), once upstream has shown
+    /// it supports it; unset: not offered.
+    pub vacation: std::sync::OnceLock<Arc<dyn VacationBackend>>,
+}
+
+/// Every live account and the runtime their drivers run on.
+pub struct MailAccounts {
+    store: AsyncStore,
+    registry: Arc<Registry>,
+    runtime: tokio::runtime::Handle,
+    live: RwLock<HashMap<AccountId, Arc<LiveAccount>>>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    stopped: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    options: SyncOptions,
+}
+
+impl std::fmt::Debug for MailAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailAccounts")
+            .field("live", &read(&self.live).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailAccounts {
+    /// Starts the mail runtime (its threads end at [`MailAccounts::shutdown`]).
+    pub fn new(store: AsyncStore, registry: Arc<Registry>) -> anyhow::Result<Arc<MailAccounts>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mail")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        // The gateway's shutdown (the store's signal) stops the drivers too.
+        let mut store_signal = store.blocking().shutdown_signal();
+        let forward = shutdown.clone();
+        handle.spawn(async move {
+            if store_signal.wait_for(|s| *s).await.is_ok() {
+                let _ = forward.send(true);
+            }
+        });
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("mail-runtime".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    while !*rx.borrow_and_update() {
+                        if rx.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                // Drivers got the signal too; give them a moment to finish their batch.
+                runtime.shutdown_timeout(Duration::from_secs(10));
+                let _ = done_tx.send(());
+            })?;
+        Ok(Arc::new(MailAccounts {
+            store,
+            registry,
+            runtime: handle,
+            live: RwLock::new(HashMap::new()),
+            shutdown,
+            stopped: Mutex::new(Some(done_rx)),
+            options: SyncOptions::default(),
+        }))
+    }
+
+    /// The live account with store number `id`, if its driver runs.
+    pub fn get(&self, id: AccountId) -> Option<Arc<LiveAccount>> {
+        read(&self.live).get(&id).cloned()
+    }
+
+    /// Starts every configured account of every user.
+    pub fn start_configured(&self, config: &Config) -> anyhow::Result<()> {
+        for user in &config.users {
+            let ids = self.registry.configured_account_ids(&user.name);
+            for (account, id) in user.accounts.iter().zip(ids) {
+                let spec = spec_for(account)?;
+                let address = account_address(account).or_else(|| spec.address());
+                self.start(id, spec, address)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the driver of account `id` unless it runs already.
+    pub fn start(
+        &self,
+        id: AccountId,
+        spec: UpstreamSpec,
+        address: Option<String>,
+    ) -> anyhow::Result<()> {
+        if read(&self.live).contains_key(&id) {
+            return Ok(());
+        }
+        let (upstream, eas) = spec.build()?;
+        let sync = AccountSync::new(self.store.clone(), id, upstream, self.options.clone());
+        let submitter: Option<Arc<dyn Submitter>> = match &spec {
+            UpstreamSpec::Eas { .. } => Some(Arc::new(EasSubmitter(sync.clone()))),
+            UpstreamSpec::Imap { smtp: Some(s), .. } => Some(smtp_submitter(s)?),
+            UpstreamSpec::Imap { smtp: None, .. } => None,
+        };
+        let mut caps = mail_account_capabilities();
+        if submitter.is_some() {
+            caps.insert(
+                jmap_mail::methods::SUBMISSION.to_owned(),
+                json!({"maxDelayedSend": 0, "submissionExtensions": {}}),
+            );
+        }
+        let live = Arc::new(LiveAccount {
+            sync: sync.clone(),
+            address,
+            submitter,
+            vacation: std::sync::OnceLock::new(),
+        });
+        {
+            let mut map = write(&self.live);
+            if map.contains_key(&id) {
+                return Ok(());
+            }
+            map.insert(id, live);
+        }
+        self.registry.set_account_capabilities(id, caps.clone());
+        let shutdown = self.shutdown.subscribe();
+        tracing::info!(account = %id, upstream = ?spec, "starting the account's sync");
+        self.runtime.spawn(sync.run(shutdown));
+        if let Some(eas) = eas {
+            // VacationResponse is offered only where the server answers Settings Oof.
+            let registry = self.registry.clone();
+            let live = self
+                .get(id)
+                .ok_or_else(|| anyhow::anyhow!("account {id} vanished while starting"))?;
+            self.runtime.spawn(async move {
+                match eas.supports_oof().await {
+                    Ok(true) => {
+                        let _ = live.vacation.set(Arc::new(EasVacation(eas)));
+                        let mut caps = caps;
+                        caps.insert(jmap_mail::methods::VACATION.to_owned(), json!({}));
+                        registry.set_account_capabilities(id, caps);
+                    }
+                    Ok(false) => {
+                        tracing::info!(account = %id, "the server has no out-of-office (Settings Oof): no VacationResponse")
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %id, "cannot tell whether the server has out-of-office: {e}")
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Signals every driver to stop after its current batch and waits (up to 15 s) for the
+    /// mail runtime to wind down.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let rx = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(rx) = rx {
+            let _ = rx.recv_timeout(Duration::from_secs(15));
+        }
+    }
+}
+
+/// A configured account's address, if the config names one.
+fn account_address(account: &AccountConfig) -> Option<String> {
+    match account {
+        AccountConfig::Imap(a) => a.address.clone(),
+        AccountConfig::Eas(a) => a.address.clone(),
+    }
+}
+
+/// The Mail account capability (RFC 8621 §1.3.1) of an account the gateway syncs.
+pub fn mail_account_capabilities() -> BTreeMap<String, Value> {
+    BTreeMap::from([(
+        MAIL_CAPABILITY.to_owned(),
+        json!({
+            "maxMailboxesPerEmail": null,
+            "maxMailboxDepth": null,
+            "maxSizeMailboxName": 490,
+            "maxSizeAttachmentsPerEmail": 50_000_000,
+            "emailQuerySortOptions": [
+                "receivedAt", "size", "from", "to", "subject", "sentAt",
+                "hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"
+            ],
+            "mayCreateTopLevelMailbox": true
+        }),
+    )])
+}
+
+/// EAS accounts send through SendMail, which files the Sent copy itself.
+#[derive(Debug)]
+struct EasSubmitter(AccountSync);
+
+impl Submitter for EasSubmitter {
+    fn submit<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+        raw: &'a [u8],
+    ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
+        Box::pin(async move {
+            let op = WriteOp::Send {
+                raw: raw.to_vec(),
+                envelope: envelope.clone(),
+                save_in_sent: true,
+            };
+            match self.0.upstream().apply(op).await {
+                Ok(_) => Ok(SubmitReceipt {
+                    reply: "accepted by the ActiveSync server".into(),
+                }),
+                Err(UpstreamError::Refused(m)) | Err(UpstreamError::Unsupported(m)) => {
+                    Err(SubmitError::Refused(m))
+                }
+                Err(UpstreamError::AuthFailed(m)) => Err(SubmitError::Refused(m)),
+                // The request may have reached the server before the failure.
+                Err(e) => Err(SubmitError::Unknown(e.to_string())),
+            }
+        })
+    }
+
+    fn files_sent_copy(&self) -> bool {
+        true
+    }
+}
+
+/// The SMTP submitter of an IMAP account.
+fn smtp_submitter(s: &SmtpSpec) -> anyhow::Result<Arc<dyn Submitter>> {
+    use jmap_mail::smtp::{SmtpConfig, SmtpSecurity, SmtpSubmitter};
+    let c = &s.config;
+    let security = match c.tls {
+        TlsMode::Tls => SmtpSecurity::ImplicitTls,
+        TlsMode::Starttls => SmtpSecurity::StartTls,
+        TlsMode::None => SmtpSecurity::Plain,
+    };
+    let mut config = SmtpConfig::new(
+        c.host.clone(),
+        c.port.unwrap_or_else(|| c.tls.default_smtp_port()),
+        security,
+    );
+    if c.auth {
+        config.credentials = Some((s.username.clone(), s.password.clone()));
+    }
+    config.extra_ca_pem = s.extra_ca_pem.clone();
+    let submitter =
+        SmtpSubmitter::new(config).map_err(|e| anyhow::anyhow!("smtp server {}: {e}", c.host))?;
+    Ok(Arc::new(submitter))
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// VacationResponse for an EAS account, through Settings Oof (MS-ASCMD 2.2.3.122).
+///
+/// The mapping is `eas::command::OofSettings::vacation`: `isEnabled` false is OofState 0;
+/// no dates is OofState 1 (on until turned off); any date is OofState 2 with StartTime and
+/// EndTime (a missing `fromDate` is now, a missing `toDate` 2100-01-01, since EAS needs
+/// both). `textBody` is the reply (BodyType Text) for internal, known and unknown external
+/// senders alike; `htmlBody` is used, as HTML, only when there is no `textBody`. `subject`
+/// has no EAS field and is not sent: the server picks the reply's subject. A server that
+/// offers no Oof (SOGo with vacation turned off) gives `Unsupported`, which VacationResponse/set
+/// reports as `forbidden`.
+#[derive(Debug)]
+pub struct EasVacation(pub Arc<eas::EasAccount>);
+
+impl VacationBackend for EasVacation {
+    fn apply<'a>(
+        &'a self,
+        settings: &'a jmap_mail::methods::VacationSettings,
+    ) -> BoxFuture<'a, Result<(), UpstreamError>> {
+        Box::pin(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
+            let oof = eas::command::OofSettings::vacation(
+                settings.is_enabled,
+                settings.from_date,
+                settings.to_date,
+                settings.text_body.as_deref(),
+                settings.html_body.as_deref(),
+                now,
+            );
+            self.0.set_oof(&oof).await
+        })
+    }
+}
