@@ -14,14 +14,14 @@ use upstream::{
 };
 
 /// The stack's Dovecot (IMAP), where SOGo keeps the mail.
-fn imap_port() -> u16 {
+pub(crate) fn imap_port() -> u16 {
     std::env::var("EAS_IMAP_PORT")
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(20143)
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -30,7 +30,7 @@ fn unique(prefix: &str) -> String {
 }
 
 /// Runs a python3 imaplib script logged in as `user` (`m` is the connection); returns stdout.
-fn imap(user: usize, script: &str) -> String {
+pub(crate) fn imap(user: usize, script: &str) -> String {
     let s = sogo();
     let u = &s.users[user];
     let program = format!(
@@ -56,7 +56,7 @@ fn imap(user: usize, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn message(i: usize, subject: &str) -> String {
+pub(crate) fn message(i: usize, subject: &str) -> String {
     format!(
         "From: Bob <bob@example.test>\\r\\nTo: Alice <alice@example.test>\\r\\n\
          Subject: {subject}\\r\\nDate: Thu, 26 Nov 2026 14:{:02}:{:02} +0000\\r\\n\
@@ -67,7 +67,12 @@ fn message(i: usize, subject: &str) -> String {
 }
 
 /// Creates `mailbox` for alice holding `count` messages `subject-N`; `flags(i)` per message.
-fn make_mailbox(mailbox: &str, subject: &str, count: usize, flags: impl Fn(usize) -> &'static str) {
+pub(crate) fn make_mailbox(
+    mailbox: &str,
+    subject: &str,
+    count: usize,
+    flags: impl Fn(usize) -> &'static str,
+) {
     let mut script = format!("m.create({mailbox:?})\n");
     for i in 0..count {
         script.push_str(&format!(
@@ -708,11 +713,6 @@ async fn wrong_password_is_auth_failed() {
             extra_ca_pem: None,
         },
         EasSettings::default(),
-    )
-    .unwrap();
-    let err = a.list_mailboxes().await.unwrap_err();
-    assert!(matches!(err, UpstreamError::AuthFailed(_)), "{err:?}");
-}
     )
     .unwrap();
     let err = a.list_mailboxes().await.unwrap_err();
