@@ -24,24 +24,24 @@ use crate::jmap_support::{JMAP_PASSWORD, JMAP_USER, MailGateway};
 
 /// One mail transaction the SMTP server accepted.
 #[derive(Debug, Clone, Default)]
-struct Delivery {
+pub(crate) struct Delivery {
     /// The user name of a successful AUTH on that connection, if any.
-    auth_user: Option<String>,
-    mail_from: String,
-    rcpt_to: Vec<String>,
-    data: Vec<u8>,
+    pub auth_user: Option<String>,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub data: Vec<u8>,
 }
 
 /// A minimal SMTP server on 127.0.0.1 (EHLO, AUTH PLAIN/LOGIN, MAIL, RCPT, DATA, RSET, NOOP,
 /// QUIT) that accepts everything and records each transaction.
-struct SmtpSink {
-    port: u16,
+pub(crate) struct SmtpSink {
+    pub port: u16,
     deliveries: Arc<Mutex<Vec<Delivery>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SmtpSink {
-    async fn start() -> SmtpSink {
+    pub async fn start() -> SmtpSink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let deliveries = Arc::new(Mutex::new(Vec::new()));
@@ -62,7 +62,7 @@ impl SmtpSink {
         }
     }
 
-    fn deliveries(&self) -> Vec<Delivery> {
+    pub fn deliveries(&self) -> Vec<Delivery> {
         self.deliveries.lock().unwrap().clone()
     }
 }

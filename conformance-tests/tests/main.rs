@@ -5,6 +5,7 @@ mod dovecot;
 mod eas_adapter;
 mod imap_support;
 mod imap_sync;
+mod jmap_bodies;
 mod jmap_client;
 mod jmap_eas;
 mod jmap_mail;
