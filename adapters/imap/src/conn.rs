@@ -231,12 +231,37 @@ impl Conn {
                     self.start = 0;
                 }
                 match parsed {
-                    Ok(r) => Ok(Some(r)),
+                    Ok(r) => {
+                        self.track_selected(&r);
+                        Ok(Some(r))
+                    }
                     Err(e) => self.fail(ConnError::Parse(e.0)),
                 }
             }
             Ok(None) => Ok(None),
             Err(e) => self.fail(ConnError::Parse(e.0)),
+        }
+    }
+
+    /// Keeps the selected mailbox's message count current from unsolicited updates
+    /// (`EXISTS`, `EXPUNGE`, `VANISHED` without `EARLIER`), so a connection that stays
+    /// selected can be synced again without a new SELECT.
+    fn track_selected(&mut self, r: &Response) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let Response::Data(v) = r else { return };
+        if v.len() == 2 && v[1].is("EXISTS") {
+            if let Some(n) = v[0].number() {
+                sel.exists = n as u32;
+            }
+        } else if v.len() == 2 && v[1].is("EXPUNGE") {
+            sel.exists = sel.exists.saturating_sub(1);
+        } else if v.len() == 2
+            && v[0].is("VANISHED")
+            && let Some(set) = v[1].atom().and_then(crate::uidset::UidSet::parse)
+        {
+            sel.exists = sel.exists.saturating_sub(set.len() as u32);
         }
     }
 

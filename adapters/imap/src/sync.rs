@@ -218,7 +218,7 @@ pub(crate) async fn sync_mailbox(
     let mut delay = acct.opts.backoff_initial;
     let mut attempts = 0;
     loop {
-        let mut lease = acct.lease().await?;
+        let mut lease = acct.lease_for(Some(&mailbox.remote_id)).await?;
         let result = pass(
             acct,
             &mut lease,
@@ -266,7 +266,28 @@ async fn pass(
     forced_reset: bool,
     sink: &mut dyn SyncSink,
 ) -> Result<(), PassError> {
-    let sel = conn.select(&mailbox.remote_id, true).await?;
+    let t0 = std::time::Instant::now();
+    // A steady QRESYNC mailbox still selected on this connection is brought up to date with
+    // a NOOP instead of a new SELECT: the delta below asks for everything changed since the
+    // cursor's modseq, and VANISHED reports expunges, so no SELECT-time state is needed.
+    let reuse = matches!(committed, Some(Cursor::Steady(st)) if st.modseq.is_some())
+        && !forced_reset
+        && acct.opts.max_tier >= Tier::QResync
+        && conn.is_enabled("QRESYNC")
+        && conn
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.name == mailbox.remote_id && s.highestmodseq.is_some());
+    let sel = match (reuse, conn.selected.clone()) {
+        (true, Some(_)) => {
+            conn.simple("NOOP").await?;
+            conn.selected
+                .clone()
+                .ok_or_else(|| ConnError::Closed("mailbox closed under us".into()))?
+        }
+        _ => conn.select(&mailbox.remote_id, true).await?,
+    };
+    tracing::debug!(mailbox = %mailbox.remote_id, reuse, select_ms = t0.elapsed().as_secs_f64() * 1e3, "selected");
     let start = committed.clone();
     let mut em = Emitter {
         sink,
@@ -282,7 +303,7 @@ async fn pass(
         }
         None => initial(acct, conn, &sel, None, &mut em).await,
         Some(Cursor::Initial(i)) => initial(acct, conn, &sel, Some(i), &mut em).await,
-        Some(Cursor::Steady(st)) => delta(acct, conn, &sel, st, &mut em).await,
+        Some(Cursor::Steady(st)) => delta(acct, conn, &sel, st, reuse, &mut em).await,
     }
 }
 
@@ -381,36 +402,52 @@ async fn initial(
     let batch = acct.opts.batch_size.max(1);
     let depth = acct.opts.pipeline_depth.max(1);
     let mut next_low = st.low;
-    let mut inflight: std::collections::VecDeque<(String, u32)> = Default::default();
+    // In-flight FETCH commands, oldest first: (tag, lowest UID, highest UID, what arrived).
+    // Dovecot runs pipelined FETCHes concurrently and interleaves their responses, so each
+    // message is filed under the command whose UID range holds it; a command's messages are
+    // all in once its tagged OK arrives.
+    type Inflight = (String, u32, u32, Vec<upstream::RemoteMessage>);
+    let mut inflight: std::collections::VecDeque<Inflight> = Default::default();
     tracing::info!(mailbox = %em.mailbox, total, remaining = st.all.below(st.low).len(), "initial sync");
     loop {
         while inflight.len() < depth {
             let chunk = st.all.highest_below(next_low, batch);
-            let Some(&min) = chunk.last() else { break };
+            let (Some(&min), Some(&max)) = (chunk.last(), chunk.first()) else {
+                break;
+            };
             let tag = conn
                 .send(&[Part::from(format!(
                     "UID FETCH {} ({items})",
                     seq_set(&chunk)
                 ))])
                 .await?;
-            inflight.push_back((tag, min));
+            inflight.push_back((tag, min, max, Vec::with_capacity(batch)));
             next_low = min;
         }
-        let Some((tag, min)) = inflight.pop_front() else {
+        let Some(tag) = inflight.front().map(|f| f.0.clone()) else {
             break;
         };
-        let mut msgs = Vec::with_capacity(batch);
         collect_fetches(
             conn,
             &tag,
             |items| {
                 if let Some(m) = fetch_items(items).to_remote(source) {
-                    msgs.push(m);
+                    let uid = m.uid.parse::<u32>().unwrap_or(0);
+                    let slot = inflight
+                        .iter()
+                        .position(|(_, lo, hi, _)| (*lo..=*hi).contains(&uid))
+                        .unwrap_or(0);
+                    if let Some(f) = inflight.get_mut(slot) {
+                        f.3.push(m);
+                    }
                 }
             },
             |_| {},
         )
         .await?;
+        let Some((_, min, _, mut msgs)) = inflight.pop_front() else {
+            break;
+        };
         msgs.sort_by_key(|m| std::cmp::Reverse(m.uid.parse::<u32>().unwrap_or(0)));
         st.low = min;
         let done = total - st.all.below(st.low).len();
@@ -437,16 +474,22 @@ async fn initial(
             "UIDVALIDITY changed during the initial sync".into(),
         )));
     }
-    delta(acct, conn, &sel, steady, em).await
+    delta(acct, conn, &sel, steady, false, em).await
 }
 
+/// The delta from a steady cursor. `refreshed`: the mailbox was already selected and only
+/// brought up to date (NOOP), so `sel` has a current message count but a stale UIDNEXT and
+/// HIGHESTMODSEQ; the new cursor's modseq is then the highest MODSEQ the CHANGEDSINCE fetch
+/// reported (every change after it has a higher one, so nothing is skipped).
 async fn delta(
     acct: &ImapAccount,
     conn: &mut Conn,
     sel: &Selected,
     st: SteadyState,
+    refreshed: bool,
     em: &mut Emitter<'_>,
 ) -> Result<(), PassError> {
+    let t0 = std::time::Instant::now();
     let tier = acct.tier(conn, sel.highestmodseq);
     let modseq_unchanged = st.modseq.is_some() && st.modseq == sel.highestmodseq;
     let mut removed = UidSet::new();
@@ -458,8 +501,10 @@ async fn delta(
         tier
     };
     let nothing_new = sel.uidnext <= st.uidnext;
-    let skip_flags = effective != Tier::Plain && modseq_unchanged && nothing_new;
-    if !skip_flags && sel.exists > 0 {
+    let skip_flags = !refreshed && effective != Tier::Plain && modseq_unchanged && nothing_new;
+    let mut max_modseq = st.modseq;
+    // After a refresh the count comes from unsolicited updates: not trusted to say "empty".
+    if !skip_flags && (refreshed || sel.exists > 0) {
         let cmd = match (effective, st.modseq) {
             (Tier::QResync, Some(m)) => {
                 format!("UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE {m} VANISHED)")
@@ -478,6 +523,9 @@ async fn delta(
                 let (Some(uid), Some(flags)) = (f.uid, f.flags) else {
                     return;
                 };
+                if let Some(m) = f.modseq {
+                    max_modseq = max_modseq.max(Some(m));
+                }
                 fetched.push(uid);
                 if uid >= st.uidnext {
                     new_uids.insert_range(uid, uid);
@@ -525,6 +573,7 @@ async fn delta(
         let existing = search(conn, "ALL").await?;
         removed = st.uids.difference(&existing);
     }
+    tracing::debug!(mailbox = %em.mailbox, ?effective, skip_flags, flags_ms = t0.elapsed().as_secs_f64() * 1e3, "delta: flags and expunges");
     let mut uids = st.uids.difference(&removed);
     let mut changes: Vec<MessageChange> = removed
         .iter()
@@ -599,10 +648,19 @@ async fn delta(
             .await?;
         }
     }
+    tracing::debug!(mailbox = %em.mailbox, new = total_new, fetched_ms = t0.elapsed().as_secs_f64() * 1e3, "delta: fetched");
     let final_cursor = Cursor::Steady(SteadyState {
         uidvalidity: st.uidvalidity,
-        modseq: sel.highestmodseq,
-        uidnext: uidnext.max(sel.uidnext),
+        modseq: if refreshed {
+            max_modseq
+        } else {
+            sel.highestmodseq
+        },
+        uidnext: if refreshed {
+            uidnext
+        } else {
+            uidnext.max(sel.uidnext)
+        },
         uids,
     });
     em.emit(changes, final_cursor, true, None).await
