@@ -1,7 +1,8 @@
 //! Blob ids a mail account answers, whatever made them: uploads (in the store), an Email's
-//! own blobId (its Email id: the raw message, from the blob cache or fetched upstream) and
-//! body-part blobIds (`B{source}_{partId}`, see [`crate::body::part_blob_id`]). The download
-//! endpoint, Email/import, Email/parse and Email/set create all read blobs through here.
+//! own blobId (its Email id: the raw message, from the blob cache, a local draft's stored
+//! raw (see `local`) or fetched upstream) and body-part blobIds (`B{source}_{partId}`, see
+//! [`crate::body::part_blob_id`]). The download endpoint, Email/import, Email/parse,
+//! Email/set create and EmailSubmission all read blobs through here.
 
 use state::ObjectId;
 use upstream::UpstreamError;
@@ -86,6 +87,10 @@ async fn email_raw<A: MailAccount>(account: &A, id: &str) -> Result<Option<Vec<u
     let Some(email) = email_id(id) else {
         return Ok(None);
     };
+    // A local draft's raw lives in the store only; upstream has never seen it.
+    if let Some(raw) = super::local::raw(account, id).await? {
+        return Ok(Some(raw));
+    }
     let Some(sync) = account.sync() else {
         // Without a driver only the blob cache can answer, and it did not.
         return Ok(None);

@@ -279,9 +279,15 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> MethodError {
     MethodError::server_unavailable().with_description(format!("{what}: {e}"))
 }
 
-/// The raw message of a stored Email: through the sync driver when there is one (blob
-/// cache, else upstream), else from the blob cache alone.
+/// The raw message of a stored Email: a local draft's from the store, else through the sync
+/// driver when there is one (blob cache, else upstream), else from the blob cache alone.
 async fn raw_message<A: MailAccount>(account: &A, id: &ObjectId) -> Result<Vec<u8>, MethodError> {
+    if let Some(raw) = super::local::raw(account, id.as_str())
+        .await
+        .map_err(store_error)?
+    {
+        return Ok(raw);
+    }
     if let Some(sync) = account.sync() {
         return sync.raw_message(id).await.map_err(|e| {
             unavailable(

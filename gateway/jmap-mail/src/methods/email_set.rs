@@ -10,9 +10,13 @@
 //! - **create**: the message is built from the Email object ([`build`]) and appended to the
 //!   first mailbox (copied to the others); its id is what the driver recorded at the uid the
 //!   append returned (or, without APPENDUID, the message with our generated Message-ID).
+//!   When upstream cannot store messages at all (the append is `Unsupported`: EAS), the
+//!   Email is kept as a local draft instead (see `local`), so that it can still be sent;
+//!   updates and destroys of a local draft never reach upstream.
 //! - **import**: an uploaded blob appended as is. Duplicates (a message whose Email already
 //!   exists, as the id is derived from the message) are refused with `alreadyExists` and the
-//!   new copy is removed again.
+//!   new copy is removed again. A server that cannot store messages gives `forbidden` (also
+//!   for copy), saying so.
 //! - **copy**: the raw message of the from-account's Email appended in the target account;
 //!   `onSuccessDestroyOriginal` adds the implicit Email/set response of the destroy.
 //!
@@ -239,6 +243,9 @@ struct NewMessage<'a> {
     /// When the message turns out to be an Email that already existed, remove the new copy
     /// and answer `alreadyExists`.
     reject_duplicate: bool,
+    /// When upstream cannot store messages at all (`Unsupported`), keep it as a local draft
+    /// (Email/set create) instead of failing.
+    local_fallback: bool,
 }
 
 /// Appends `raw` to the first mailbox, copies it to the others and returns its record.
@@ -254,6 +261,7 @@ async fn append<A: MailAccount>(
         received_at,
         message_id,
         reject_duplicate,
+        local_fallback,
     } = new;
     let Some((first, others)) = mailbox_ids.split_first() else {
         return Ok(Err(SetError::invalid_properties(["mailboxIds"])));
@@ -261,6 +269,7 @@ async fn append<A: MailAccount>(
     let Some(remote) = remote_of(sync, first) else {
         return Ok(Err(SetError::invalid_properties(["mailboxIds"])));
     };
+    let fallback = local_fallback.then(|| (raw.clone(), keywords.clone()));
     let outcome = match sync
         .write(WriteOp::Append {
             mailbox: remote.clone(),
@@ -271,6 +280,16 @@ async fn append<A: MailAccount>(
         .await
     {
         Ok(o) => o,
+        Err(SyncError::Upstream(UpstreamError::Unsupported(why))) => {
+            if let Some((raw, keywords)) = fallback {
+                let at = received_at.unwrap_or_else(now);
+                return super::local::create(account, mailbox_ids, raw, keywords, at).await;
+            }
+            return Ok(Err(SetError::forbidden().with_description(format!(
+                "this account's mail server cannot store messages in a mailbox, so nothing \
+                 can be imported or copied into it ({why})"
+            ))));
+        }
         Err(e) => return object_error(e).map(Err),
     };
     let uid = match &outcome {
@@ -391,8 +410,15 @@ async fn destroy_one<A: MailAccount>(account: &A, sync: &AccountSync, id: &Id) -
     let Some(oid) = object_id(id) else {
         return Ok(Err(SetError::not_found()));
     };
-    if load_email(account, id.as_str()).await?.is_none() {
+    let Some(record) = load_email(account, id.as_str()).await? else {
         return Ok(Err(SetError::not_found()));
+    };
+    if super::local::is_local(&record) {
+        return Ok(if super::local::destroy(account, &oid).await? {
+            Ok(())
+        } else {
+            Err(SetError::not_found())
+        });
     }
     match sync.destroy_email(&oid).await {
         Ok(()) => Ok(Ok(())),
@@ -466,6 +492,16 @@ async fn update_one<A: MailAccount>(
     let Some(oid) = object_id(id) else {
         return Ok(Err(SetError::not_found()));
     };
+    if super::local::is_local(&record) {
+        let mailboxes: BTreeSet<String> = new_mailboxes.into_iter().collect();
+        return Ok(
+            if super::local::update(account, &oid, &new_keywords, &mailboxes).await? {
+                Ok(())
+            } else {
+                Err(SetError::not_found())
+            },
+        );
+    }
 
     // Keywords first, so that copies made below carry the new ones.
     let add: BTreeSet<String> = new_keywords.difference(&old_keywords).cloned().collect();
@@ -613,6 +649,7 @@ async fn create_one<A: MailAccount>(
         received_at: Some(received_at),
         message_id: Some(&message.message_id),
         reject_duplicate: false,
+        local_fallback: true,
     };
     append(account, sync, new).await
 }
@@ -744,6 +781,7 @@ async fn import_one<A: MailAccount>(
         received_at: Some(received_at),
         message_id: message_id.as_deref(),
         reject_duplicate: true,
+        local_fallback: false,
     };
     append(account, sync, new).await
 }
@@ -904,6 +942,7 @@ async fn copy_one<A: MailAccount>(
         received_at: Some(received_at),
         message_id: original.message_id.first().map(String::as_str),
         reject_duplicate: true,
+        local_fallback: false,
     };
     append(to, sync, new).await
 }

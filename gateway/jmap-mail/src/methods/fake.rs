@@ -73,6 +73,9 @@ struct Server {
     /// What the next applies do: `None` lets one through, `Some` fails it.
     fail_next: Vec<Option<UpstreamError>>,
     batch_size: usize,
+    /// Append and Copy are `Unsupported`, as on EAS 14.1 (a server that cannot store a
+    /// message; Send with save_in_sent still files its own Sent copy).
+    cannot_store: bool,
 }
 
 impl Server {
@@ -245,6 +248,21 @@ impl Server {
             && let Some(e) = self.fail_next.remove(0)
         {
             return Err(e);
+        }
+        if self.cannot_store {
+            match op {
+                WriteOp::Append { .. } => {
+                    return Err(UpstreamError::Unsupported(
+                        "this server cannot store a new message in a folder".into(),
+                    ));
+                }
+                WriteOp::Copy { .. } => {
+                    return Err(UpstreamError::Unsupported(
+                        "this server has no command to copy a message".into(),
+                    ));
+                }
+                _ => {}
+            }
         }
         match op {
             WriteOp::SetKeywords {
@@ -531,6 +549,11 @@ impl FakeUpstream {
     /// The next `apply` fails with `e` (queued: call again for the one after).
     pub fn fail_next(&self, e: UpstreamError) {
         lock(&self.server).fail_next.push(Some(e));
+    }
+
+    /// From now on Append and Copy fail with `Unsupported`, like an EAS 14.1 server.
+    pub fn cannot_store(&self) {
+        lock(&self.server).cannot_store = true;
     }
 
     /// The next `apply` goes through (to fail the one after with [`FakeUpstream::fail_next`]).

@@ -11,6 +11,7 @@ mod email_query;
 mod email_set;
 mod filter;
 mod identity;
+mod local;
 mod mailbox;
 mod quota;
 mod search_snippet;

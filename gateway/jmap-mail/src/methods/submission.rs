@@ -19,7 +19,9 @@
 //! the Email is already there or this call's `onSuccessUpdateEmail` puts it there.
 //!
 //! `onSuccessUpdateEmail` / `onSuccessDestroyEmail` become one implicit Email/set response,
-//! done through the sync driver (keywords, mailbox moves/copies/deletes, destroy).
+//! done through the sync driver (keywords, mailbox moves/copies/deletes, destroy), or in the
+//! store alone for a local draft (see `local`; a sent local draft is not moved into Sent when
+//! the submitter filed the Sent copy itself).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -890,26 +892,18 @@ async fn load_one_email<A: MailAccount>(
     Ok(bytes.and_then(|b| EmailRecord::from_bytes(&b)))
 }
 
-/// The raw message: through the sync driver (cache, else upstream), or the cache alone.
+/// The raw message, read as the Email's blob: the blob cache, a local draft's stored raw,
+/// else fetched upstream through the sync driver.
 async fn raw_message<A: MailAccount>(account: &A, id: &Id) -> Result<Vec<u8>, SetError> {
-    let oid = ObjectId::new(id.as_str()).map_err(|_| SetError::invalid_properties(["emailId"]))?;
-    match account.sync() {
-        Some(sync) => sync.raw_message(&oid).await.map_err(|e| match e {
-            SyncError::UnknownEmail(_) => SetError::invalid_properties(["emailId"]),
-            e => unavailable(format!(
-                "the message could not be read, nothing was sent: {e}"
-            )),
-        }),
-        None => match account
-            .store()
-            .blob_get(account.store_id(), oid.as_bytes().to_vec())
-            .await
-        {
-            Ok(Some(raw)) => Ok(raw),
-            _ => Err(unavailable(
-                "the message is not available without the upstream server; nothing was sent",
-            )),
-        },
+    match super::read_blob(account, id.as_str()).await {
+        Ok(Some(blob)) => Ok(blob.bytes),
+        Ok(None) if account.sync().is_none() => Err(unavailable(
+            "the message is not available without the upstream server; nothing was sent",
+        )),
+        Ok(None) => Err(SetError::invalid_properties(["emailId"])),
+        Err(e) => Err(unavailable(format!(
+            "the message could not be read, nothing was sent: {e}"
+        ))),
     }
 }
 
@@ -991,7 +985,9 @@ async fn implicit_email_set<A: MailAccount>(
         else {
             continue;
         };
+        let local = super::local::destroy(account, &oid).await?;
         let result = match account.sync() {
+            _ if local => Ok(()),
             Some(sync) => sync.destroy_email(&oid).await.map_err(sync_set_error),
             None => Err(unavailable("the upstream server is not connected")),
         };
@@ -1060,6 +1056,9 @@ async fn update_email<A: MailAccount>(
     if new_mailboxes.is_empty() || new_mailboxes.iter().any(|m| remote(m).is_none()) {
         return Err(SetError::invalid_properties(["mailboxIds"]));
     }
+    if super::local::is_local(&email) {
+        return update_local_draft(account, &oid, &known, &new_keywords, new_mailboxes).await;
+    }
 
     let add: BTreeSet<String> = new_keywords.difference(&keywords).cloned().collect();
     let remove: BTreeSet<String> = keywords.difference(&new_keywords).cloned().collect();
@@ -1114,6 +1113,36 @@ async fn update_email<A: MailAccount>(
         .map_err(sync_set_error)?;
     }
     Ok(())
+}
+
+/// The implicit update of a local draft that was sent. The submitter that files its own
+/// copy in Sent (EAS) already made the Sent copy: moving the draft there would add a second
+/// one that lives in the gateway only, so that mailbox is left out (and a draft left in no
+/// mailbox is destroyed).
+async fn update_local_draft<A: MailAccount>(
+    account: &A,
+    id: &ObjectId,
+    known: &[(upstream::RemoteMailbox, crate::MailboxRecord)],
+    keywords: &BTreeSet<String>,
+    mut mailboxes: BTreeSet<String>,
+) -> Result<(), SetError> {
+    if account.submitter().is_some_and(|s| s.files_sent_copy())
+        && let Some((_, sent)) = known
+            .iter()
+            .find(|(_, m)| m.role.as_deref() == Some("sent"))
+    {
+        mailboxes.remove(&sent.id);
+    }
+    let done = if mailboxes.is_empty() {
+        super::local::destroy(account, id).await
+    } else {
+        super::local::update(account, id, keywords, &mailboxes).await
+    };
+    match done {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(SetError::not_found()),
+        Err(e) => Err(unavailable(e.to_string())),
+    }
 }
 
 pub(super) fn register<D>(engine: &mut Engine<D>)
