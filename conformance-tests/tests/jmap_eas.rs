@@ -164,3 +164,119 @@ async fn one_user_sees_imap_and_eas_and_eas_mail_is_pushed_and_moved() {
     );
     assert!(flags.contains("\\Seen"), "{flags}");
 }
+
+/// An EAS account cannot store a message (no Sync Add for email), yet it can send: the draft
+/// Email/set creates is kept by the gateway alone, EmailSubmission sends it through SendMail
+/// (SOGo files the Sent copy) and onSuccessDestroyEmail removes it. Email/import, which
+/// would need the server to store the message, is refused with a SetError saying so.
+#[tokio::test]
+async fn an_eas_draft_is_kept_locally_then_sent_to_bob_with_a_copy_in_sent() {
+    let g = MailGateway::start_full(|_| {}, &eas_account_toml("jmapeasdraft")).await;
+    let eas = g.account_ids()[1].clone();
+    let drafts = g.mailbox_id_in(&eas, "drafts").await;
+    let subject = unique("jmapeasdraft");
+    let identity = g.call_in(&eas, "Identity/get", json!({"ids": null})).await["list"][0].clone();
+    assert_eq!(identity["email"], json!("alice@example.test"), "{identity}");
+
+    let r = g
+        .api_in(
+            &eas,
+            json!([
+                ["Email/set", {"create": {"d": {
+                    "mailboxIds": {drafts.clone(): true},
+                    "keywords": {"$draft": true, "$seen": true},
+                    "from": [{"name": "Alice", "email": "alice@example.test"}],
+                    "to": [{"name": "Bob", "email": "bob@example.test"}],
+                    "subject": subject,
+                    "bodyValues": {"t": {"value": "Hello Bob, from an EAS draft."}},
+                    "textBody": [{"partId": "t", "type": "text/plain"}]
+                }}}, "0"],
+                ["Email/get", {"ids": ["#d"], "fetchTextBodyValues": true,
+                               "properties": ["subject", "mailboxIds", "keywords",
+                                              "bodyValues", "textBody"]}, "1"],
+                ["Email/import", {"emails": {"i": {"blobId": "#d",
+                                                   "mailboxIds": {drafts.clone(): true}}}}, "2"]
+            ]),
+        )
+        .await;
+    let id = r[0][1]["created"]["d"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the draft is created: {r:?}"))
+        .to_owned();
+    let got = &r[1][1]["list"][0];
+    assert_eq!(got["subject"], json!(subject), "{r:?}");
+    assert_eq!(got["mailboxIds"], json!({drafts.clone(): true}));
+    assert_eq!(got["keywords"], json!({"$draft": true, "$seen": true}));
+    let part = got["textBody"][0]["partId"].as_str().unwrap();
+    assert_eq!(
+        got["bodyValues"][part]["value"],
+        json!("Hello Bob, from an EAS draft.")
+    );
+    let refused = &r[2][1]["notCreated"]["i"];
+    assert_eq!(refused["type"], json!("forbidden"), "{r:?}");
+    assert!(
+        refused["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot store messages"),
+        "{refused}"
+    );
+
+    let r = g
+        .api_in(
+            &eas,
+            json!([["EmailSubmission/set", {
+                "create": {"k": {"identityId": identity["id"], "emailId": id}},
+                "onSuccessDestroyEmail": ["#k"]
+            }, "0"]]),
+        )
+        .await;
+    assert!(r[0][1]["created"]["k"]["id"].is_string(), "{r:?}");
+    assert_eq!(r[1][0], json!("Email/set"), "{r:?}");
+    assert_eq!(r[1][1]["destroyed"], json!([id.clone()]), "{r:?}");
+
+    // Bob gets it (SOGo → the stack's SMTP sink → bob's INBOX); alice's Sent has the copy.
+    let search = |user: usize, mailbox: &str| {
+        imap(
+            user,
+            &format!("m.select({mailbox:?})\nprint(m.search(None, 'SUBJECT', {subject:?})[1])"),
+        )
+    };
+    let started = Instant::now();
+    loop {
+        let bob = search(1, "INBOX");
+        let sent = search(0, "Sent");
+        if !bob.contains("[b'']") && !sent.contains("[b'']") {
+            println!(
+                "EmailSubmission → bob's INBOX and alice's Sent in {:?}",
+                started.elapsed()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "after 30 s: bob INBOX {bob}, alice Sent {sent}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let body = imap(
+        1,
+        &format!(
+            "m.select('INBOX')\nn = m.search(None, 'SUBJECT', {subject:?})[1][0].split()[-1]\n\
+             print(m.fetch(n, '(BODY.PEEK[])')[1][0][1].decode())"
+        ),
+    );
+    assert!(body.contains("Hello Bob, from an EAS draft."), "{body}");
+    assert!(!body.to_ascii_lowercase().contains("\nbcc:"), "{body}");
+
+    // The local draft is gone.
+    let got = g
+        .call_in(&eas, "Email/get", json!({"ids": [id.clone()]}))
+        .await;
+    assert_eq!(got["notFound"], json!([id]), "{got}");
+    let in_drafts = subjects(&g, &eas, &drafts).await;
+    assert!(
+        in_drafts.iter().all(|(_, s)| s != &subject),
+        "{in_drafts:?}"
+    );
+}
