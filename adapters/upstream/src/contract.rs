@@ -186,6 +186,30 @@ pub enum WriteOutcome {
     Mailbox(RemoteMailbox),
 }
 
+/// Where [`Upstream::search`] looks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SearchKind {
+    /// The whole message: every header field and the body text (IMAP `TEXT`). This is what
+    /// RFC 8621's `text` condition asks for (From, To, Cc, Bcc, Subject and text/* parts).
+    Text,
+    /// The body only (IMAP `BODY`; RFC 8621 `body`).
+    Body,
+    /// The value of the header fields with this name (IMAP `HEADER`), case-insensitively.
+    Header(String),
+}
+
+/// A full-text search of one mailbox: messages in which every term occurs in the part named
+/// by `kind`, as a case-insensitive substring (the matching RFC 8621 §4.4.1 asks of
+/// string conditions; a server may be more lenient, e.g. match on word stems). A term is one
+/// word or a phrase (it may hold spaces; the whole phrase must occur). No terms: every
+/// message of the mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SearchQuery {
+    pub kind: SearchKind,
+    /// The terms, all of which must occur (AND), in any letter case.
+    pub terms: Vec<String>,
+}
+
 /// What went wrong upstream, in the terms the JMAP layer maps to errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -254,5 +278,23 @@ pub trait Upstream: Send + Sync + fmt::Debug {
     fn mailbox_identity(&self, remote_id: &str) -> Option<String> {
         let _ = remote_id;
         None
+    }
+
+    /// The uids of the messages of `mailbox` (a `remote_id`) that match `query`, asked of the
+    /// server (IMAP `UID SEARCH`), so bodies need not be fetched. Uids are that mailbox's, in
+    /// no particular order; a message the gateway has not synced yet may be among them.
+    /// The default says [`UpstreamError::Unsupported`]: callers then answer from what they
+    /// have (or refuse), so an adapter without server-side search needs no code here.
+    fn search<'a>(
+        &'a self,
+        mailbox: &'a str,
+        query: &'a SearchQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, UpstreamError>> {
+        let _ = (mailbox, query);
+        Box::pin(async {
+            Err(UpstreamError::Unsupported(
+                "this upstream cannot search messages".into(),
+            ))
+        })
     }
 }
