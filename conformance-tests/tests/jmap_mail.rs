@@ -358,3 +358,89 @@ async fn import_and_draft_create_land_upstream() {
     assert!(draft_msgs[0].1.iter().any(|f| f.contains("Draft")));
     let _ = c.logout().await;
 }
+
+/// `text` and `body` are answered by Dovecot's own search (UID SEARCH TEXT/BODY), so a word
+/// that only occurs past the preview is found, in every mailbox or in one, and non-ASCII
+/// terms reach the server intact.
+#[tokio::test]
+async fn full_text_filters_search_upstream() {
+    let g = MailGateway::start().await;
+    // Past the preview (Dovecot's is about 200 characters, the gateway keeps at most 256).
+    let deep = |tail: &str| format!("{}{tail}", "lorem ipsum dolor ".repeat(30));
+    let mut c = other_client(&g.dovecot.server()).await;
+    for (mailbox, subject, body) in [
+        ("INBOX", "Deep one", deep("the Xylophonic word")),
+        ("INBOX", "Xylophonic subject", "short body".to_owned()),
+        ("INBOX", "Greetings", deep("Viele Grüße")),
+        ("Archive", "Deep two", deep("xylophonic again")),
+    ] {
+        let id = format!("{}@test", subject.replace(' ', "-"));
+        append(&mut c, mailbox, "", &message(subject, &id, "", &body)).await;
+    }
+    let _ = c.logout().await;
+    let inbox = g.mailbox_id("inbox").await;
+    let archive = g.mailbox_id("Archive").await;
+    g.eventually(20, || async {
+        (total_in(&g, &inbox).await == json!(3) && total_in(&g, &archive).await == json!(1))
+            .then_some(())
+    })
+    .await;
+
+    assert_eq!(
+        subjects_found(&g, json!({"text": "XYLOPHONIC"})).await,
+        vec!["Deep one", "Deep two", "Xylophonic subject"]
+    );
+    assert_eq!(
+        subjects_found(&g, json!({"body": "xylophonic"})).await,
+        vec!["Deep one", "Deep two"]
+    );
+    assert_eq!(
+        subjects_found(&g, json!({"body": "xylophonic", "inMailbox": inbox})).await,
+        vec!["Deep one"]
+    );
+    assert_eq!(
+        subjects_found(&g, json!({"text": "\"the xylophonic word\" lorem"})).await,
+        vec!["Deep one"]
+    );
+    assert_eq!(
+        subjects_found(&g, json!({"body": "grüße"})).await,
+        vec!["Greetings"]
+    );
+    assert!(
+        subjects_found(&g, json!({"body": "subject"}))
+            .await
+            .is_empty()
+    );
+}
+
+async fn total_in(g: &MailGateway, mailbox: &str) -> Value {
+    g.call(
+        "Email/query",
+        json!({"filter": {"inMailbox": mailbox}, "calculateTotal": true}),
+    )
+    .await["total"]
+        .clone()
+}
+
+/// The subjects of the Emails an Email/query with `filter` finds, sorted; checks that none
+/// of them has the full-text test word in its preview (so a match was not a preview match).
+async fn subjects_found(g: &MailGateway, filter: Value) -> Vec<String> {
+    let q = g.call("Email/query", json!({ "filter": filter })).await;
+    let got = g
+        .call(
+            "Email/get",
+            json!({"ids": q["ids"], "properties": ["subject", "preview"]}),
+        )
+        .await;
+    let list = got["list"].as_array().unwrap().clone();
+    for e in &list {
+        let preview = e["preview"].as_str().unwrap().to_lowercase();
+        assert!(!preview.contains("xylophonic"), "{e}");
+    }
+    let mut s: Vec<String> = list
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap().to_owned())
+        .collect();
+    s.sort();
+    s
+}

@@ -8,6 +8,15 @@
 //!   allows (an `inMailbox` or `hasKeyword` that must hold), their records are read in chunks
 //!   from one state, filtered, sorted and collapsed in memory, then windowed.
 //!
+//! Full-text conditions (`text`, `body`) are the one part of a query answered upstream: before
+//! evaluation, each is sent as an [`upstream::Upstream::search`] to the mailbox of its
+//! condition's `inMailbox`, else to every selectable mailbox, one after the other, and the
+//! uids found are mapped to Email ids through the sync driver's uid index. A message
+//! upstream has that is not synced yet is not in the result (it is not in the store either).
+//! Without a sync driver or server-side search, `text` falls back to the records (headers
+//! and preview) and `body` is `unsupportedFilter` (see `filter`); other upstream failures
+//! fail the call with `serverUnavailable` rather than answer inexactly.
+//!
 //! Email/queryChanges is exact for the shapes the store logs membership for (no filter or
 //! `{inMailbox}`, sorted by receivedAt, with or without collapseThreads) and
 //! `cannotCalculateChanges` for every other one; Email/query says so in
@@ -15,6 +24,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use jmap_engine::standard::{
     ChangesRequest, ChangesResponse, Comparator, Filter, Operator, QueryChangesRequest,
@@ -25,10 +35,12 @@ use jmap_engine::{
     MethodError, NoExtra, UnsignedInt,
 };
 use state::{AccountId, DataType, EmailQuery, EmailSort, EmailSource, ObjectId, State, Store};
+use upstream::{SearchKind, SearchQuery, UpstreamError};
 
 use super::filter::{self, Compiled, EmailCondition, Test, ThreadKeywords};
 use super::{MailAccount, jmap_id, object_id, store_error};
-use crate::{EmailRecord, base_subject};
+use crate::tx::names;
+use crate::{AccountSync, EmailRecord, base_subject};
 
 pub(super) fn register<D>(engine: &mut Engine<D>)
 where
@@ -427,6 +439,116 @@ fn needs_threads(filter: Option<&Compiled>, sort: &[SortKey]) -> bool {
         })
 }
 
+/// Emails found by one upstream search, `None` when upstream cannot search.
+type Found = Option<Arc<HashSet<String>>>;
+
+/// Answers the filter's `text` and `body` tests upstream (see the module documentation),
+/// turning each into a [`Test::Found`]; a `text` upstream cannot answer stays as it is, a
+/// `body` is `unsupportedFilter`.
+async fn resolve_full_text<A: MailAccount>(
+    account: &A,
+    filter: &mut Compiled,
+) -> Result<(), MethodError> {
+    let mut asked: HashMap<(Option<String>, SearchQuery), Found> = HashMap::new();
+    for (mailbox, test) in filter::full_text_tests(filter) {
+        let (kind, q) = match &*test {
+            Test::Text(q) => (SearchKind::Text, q),
+            Test::Body(q) => (SearchKind::Body, q),
+            _ => continue,
+        };
+        if q.terms.is_empty() {
+            // Matches every Email either way; nothing to ask.
+            continue;
+        }
+        let query = SearchQuery {
+            kind,
+            terms: q.term_strings(),
+        };
+        let key = (mailbox, query);
+        let found = match asked.get(&key) {
+            Some(f) => f.clone(),
+            None => {
+                let f = match account.sync() {
+                    Some(sync) => search_upstream(account, sync, key.0.as_deref(), &key.1).await?,
+                    None => None,
+                };
+                asked.insert(key.clone(), f.clone());
+                f
+            }
+        };
+        match found {
+            Some(ids) => *test = Test::Found(ids),
+            None if key.1.kind == SearchKind::Body => return Err(filter::body_unsupported()),
+            // `text`: the approximation over headers and preview.
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// The Emails upstream finds for `query` in one mailbox (a JMAP id) or in every selectable
+/// one; `None` when upstream cannot search.
+async fn search_upstream<A: MailAccount>(
+    account: &A,
+    sync: &AccountSync,
+    mailbox_id: Option<&str>,
+    query: &SearchQuery,
+) -> Result<Found, MethodError> {
+    let targets: Vec<(String, String)> = sync
+        .mailboxes()
+        .into_iter()
+        .filter(|(r, m)| r.selectable && mailbox_id.is_none_or(|id| m.id == id))
+        .map(|(r, m)| (r.remote_id, m.id))
+        .collect();
+    let mut ids = HashSet::new();
+    for (remote, id) in targets {
+        let uids = match sync.upstream().search(&remote, query).await {
+            Ok(uids) => uids,
+            Err(UpstreamError::Unsupported(why)) => {
+                tracing::debug!(account = %sync.account(), %why, "no upstream search");
+                return Ok(None);
+            }
+            // Gone since the last listing: nothing of it can match.
+            Err(UpstreamError::NotFound(_)) => continue,
+            Err(e) => {
+                tracing::warn!(account = %sync.account(), mailbox = %remote, error = %e, "upstream search failed");
+                return Err(MethodError::server_unavailable()
+                    .with_description(format!("searching upstream failed: {e}")));
+            }
+        };
+        if uids.is_empty() {
+            continue;
+        }
+        ids.extend(emails_at(account, id, uids).await?);
+    }
+    Ok(Some(Arc::new(ids)))
+}
+
+/// The Emails a mailbox holds at these uids after the last sync: [`AccountSync::email_at`]
+/// for many uids in one store call. Uids not synced yet are skipped.
+async fn emails_at<A: MailAccount>(
+    account: &A,
+    mailbox_id: String,
+    uids: Vec<String>,
+) -> Result<Vec<String>, MethodError> {
+    let a = account.store_id();
+    account
+        .store()
+        .run(move |s| {
+            let mut out = Vec::with_capacity(uids.len());
+            for uid in &uids {
+                if let Some(v) = s.cursor(a, &names::loc(&mailbox_id, uid))?
+                    && let Ok(id) = String::from_utf8(v)
+                {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(store_error)
+}
+
 /// The filtered, sorted and collapsed ids of a query over records, and the state they were
 /// read at.
 async fn full_results<A: MailAccount>(
@@ -459,8 +581,15 @@ where
             let request =
                 QueryRequest::<EmailCondition, QueryExtra>::from_arguments(call.arguments.clone())?;
             let account = call.account()?;
-            let filter = request.filter.as_ref().map(filter::compile).transpose()?;
+            let mut filter = request
+                .filter
+                .as_ref()
+                .map(filter::compile_for_query)
+                .transpose()?;
             let sort = parse_sort(request.sort.as_deref(), &call.core.collation_algorithms)?;
+            if let Some(f) = &mut filter {
+                resolve_full_text(account, f).await?;
+            }
             let collapse = request.extra.collapse_threads;
             let can_calculate_changes = changes_shape(filter.as_ref(), &sort).is_some();
 
@@ -523,7 +652,14 @@ where
                 call.arguments.clone(),
             )?;
             let account = call.account()?;
-            let filter = request.filter.as_ref().map(filter::compile).transpose()?;
+            // A full-text filter is never of an exact shape, so nothing is searched here;
+            // `body` is unsupportedFilter, as in Email/query, where nothing could search it.
+            let compile = if account.sync().is_some() {
+                filter::compile_for_query
+            } else {
+                filter::compile
+            };
+            let filter = request.filter.as_ref().map(compile).transpose()?;
             let sort = parse_sort(request.sort.as_deref(), &call.core.collation_algorithms)?;
             let (mailbox, ascending) = changes_shape(filter.as_ref(), &sort)
                 .ok_or_else(MethodError::cannot_calculate_changes)?;
@@ -932,6 +1068,268 @@ mod tests {
                 error(&f, "Email/query", q(json!({"anchor": "nope"}))).await,
                 "anchorNotFound"
             );
+        }
+    }
+
+    mod full_text {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use serde_json::{Value, json};
+        use upstream::{
+            BoxFuture, RemoteMailbox, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
+        };
+
+        use super::{error, ids};
+        use crate::methods::fake::{FakeUpstream, fingerprint, fixture_with, message};
+        use crate::methods::testing::Fixture;
+        use crate::{AccountSync, SyncOptions, email_id};
+
+        /// Past the preview (256 characters), so only a body search can see what follows.
+        fn long_body(tail: &str) -> String {
+            format!("{}{tail}", "filler ".repeat(60))
+        }
+
+        /// INBOX: m1 (the word deep in its body), m2 (the word in its subject only), m4
+        /// (neither); Trash: m3 (the word deep in its body). Returns the fixture, the fake,
+        /// the ids m1..m4 and the INBOX id.
+        async fn seeded(fake: FakeUpstream) -> (Fixture, Arc<FakeUpstream>, Vec<String>, String) {
+            let raws = [
+                message("Plans", "m1@x", &long_body("Zanzibar trip")),
+                message("Zanzibar", "m2@x", "short"),
+                message("Old", "m3@x", &long_body("zanzibar again")),
+                message("Other", "m4@x", "nothing to see"),
+            ];
+            for (i, (mailbox, raw)) in [("INBOX", &raws[0]), ("INBOX", &raws[1])]
+                .into_iter()
+                .chain([("Trash", &raws[2]), ("INBOX", &raws[3])])
+                .enumerate()
+            {
+                fake.deliver_at(mailbox, raw, &[], 1000 + i64::try_from(i).unwrap());
+            }
+            let (f, fake) = fixture_with(fake).await;
+            let inbox = f
+                .account
+                .sync
+                .as_ref()
+                .unwrap()
+                .mailbox_id("INBOX")
+                .unwrap();
+            let ids = raws
+                .iter()
+                .map(|r| email_id(&fingerprint(r)).as_str().to_owned())
+                .collect();
+            (f, fake, ids, inbox)
+        }
+
+        async fn query(f: &Fixture, filter: Value) -> Vec<String> {
+            let r = f
+                .ok(
+                    "Email/query",
+                    json!({"filter": filter, "sort": [{"property": "receivedAt"}]}),
+                )
+                .await;
+            ids(&r)
+        }
+
+        #[tokio::test]
+        async fn text_and_body_are_searched_upstream() {
+            let (f, fake, m, inbox) = seeded(FakeUpstream::new()).await;
+            let (m1, m2, m3, m4) = (m[0].as_str(), m[1].as_str(), m[2].as_str(), m[3].as_str());
+            let cases = [
+                (json!({"text": "zanzibar"}), vec![m1, m2, m3]),
+                (json!({"text": "ZANZIBAR trip"}), vec![m1]),
+                (json!({"text": "\"filler zanzibar\""}), vec![m1, m3]),
+                (json!({"body": "zanzibar"}), vec![m1, m3]),
+                (json!({"body": "zanzibar", "inMailbox": inbox}), vec![m1]),
+                (json!({"body": "plans"}), vec![]),
+                (json!({"body": ""}), vec![m1, m2, m3, m4]),
+                (
+                    json!({"operator": "NOT", "conditions": [{"body": "zanzibar"}]}),
+                    vec![m2, m4],
+                ),
+                (
+                    json!({"operator": "OR", "conditions": [
+                        {"body": "trip"}, {"text": "nothing"}]}),
+                    vec![m1, m4],
+                ),
+                (
+                    json!({"operator": "AND", "conditions": [
+                        {"inMailbox": inbox}, {"text": "zanzibar"}, {"subject": "plans"}]}),
+                    vec![m1],
+                ),
+            ];
+            for (filter, want) in cases {
+                assert_eq!(query(&f, filter.clone()).await, want, "filter {filter}");
+            }
+            // A message upstream has but the gateway has not synced yet is not found (and
+            // does not break the query).
+            fake.deliver_at("INBOX", message("New", "m5@x", "zanzibar too"), &[], 2000);
+            assert_eq!(query(&f, json!({"body": "zanzibar"})).await, vec![m1, m3]);
+            // queryChanges cannot follow a full-text query.
+            let q = f
+                .ok("Email/query", json!({"filter": {"body": "zanzibar"}}))
+                .await;
+            assert_eq!(q["canCalculateChanges"], json!(false));
+            assert_eq!(
+                error(
+                    &f,
+                    "Email/queryChanges",
+                    json!({"filter": {"body": "zanzibar"}, "sinceQueryState": q["queryState"]})
+                )
+                .await,
+                "cannotCalculateChanges"
+            );
+        }
+
+        /// A fixture whose one mailbox answers every search with `e`.
+        async fn failing(e: UpstreamError) -> Fixture {
+            let mut f = Fixture::new();
+            let sync = AccountSync::new(
+                f.account.store.clone(),
+                f.account.id,
+                Arc::new(Failing(e)),
+                SyncOptions::default(),
+            );
+            sync.sync_all().await.unwrap();
+            f.account.sync = Some(sync);
+            f.rebuild();
+            f
+        }
+
+        #[tokio::test]
+        async fn upstream_failures() {
+            let f = failing(UpstreamError::Unavailable("down".into())).await;
+            assert_eq!(
+                error(&f, "Email/query", json!({"filter": {"text": "x"}})).await,
+                "serverUnavailable"
+            );
+            // A mailbox gone upstream since the last listing holds no match.
+            let f = failing(UpstreamError::NotFound("gone".into())).await;
+            assert!(query(&f, json!({"body": "x"})).await.is_empty());
+        }
+
+        /// The fake without server-side search: the contract's default `search`.
+        #[derive(Debug)]
+        struct NoSearch(Arc<FakeUpstream>);
+
+        impl Upstream for NoSearch {
+            fn list_mailboxes(&self) -> BoxFuture<'_, Result<Vec<RemoteMailbox>, UpstreamError>> {
+                self.0.list_mailboxes()
+            }
+            fn sync_mailbox<'a>(
+                &'a self,
+                mailbox: &'a RemoteMailbox,
+                cursor: Option<&'a [u8]>,
+                sink: &'a mut dyn SyncSink,
+            ) -> BoxFuture<'a, Result<(), UpstreamError>> {
+                self.0.sync_mailbox(mailbox, cursor, sink)
+            }
+            fn wait_for_changes<'a>(
+                &'a self,
+                mailboxes: &'a [RemoteMailbox],
+                timeout: Duration,
+            ) -> BoxFuture<'a, Result<Vec<String>, UpstreamError>> {
+                self.0.wait_for_changes(mailboxes, timeout)
+            }
+            fn fetch_message<'a>(
+                &'a self,
+                mailbox: &'a str,
+                uid: &'a str,
+            ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
+                self.0.fetch_message(mailbox, uid)
+            }
+            fn apply(&self, op: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>> {
+                self.0.apply(op)
+            }
+            fn mailbox_identity(&self, remote_id: &str) -> Option<String> {
+                self.0.mailbox_identity(remote_id)
+            }
+        }
+
+        /// An upstream with one mailbox whose search always fails with the given error.
+        #[derive(Debug)]
+        struct Failing(UpstreamError);
+
+        impl Upstream for Failing {
+            fn list_mailboxes(&self) -> BoxFuture<'_, Result<Vec<RemoteMailbox>, UpstreamError>> {
+                Box::pin(async {
+                    Ok(vec![RemoteMailbox {
+                        remote_id: "INBOX".into(),
+                        name: "INBOX".into(),
+                        parent: None,
+                        role: Some(upstream::MailboxRole::Inbox),
+                        subscribed: true,
+                        selectable: true,
+                    }])
+                })
+            }
+            fn sync_mailbox<'a>(
+                &'a self,
+                _: &'a RemoteMailbox,
+                _: Option<&'a [u8]>,
+                _: &'a mut dyn SyncSink,
+            ) -> BoxFuture<'a, Result<(), UpstreamError>> {
+                Box::pin(async { Ok(()) })
+            }
+            fn wait_for_changes<'a>(
+                &'a self,
+                _: &'a [RemoteMailbox],
+                _: Duration,
+            ) -> BoxFuture<'a, Result<Vec<String>, UpstreamError>> {
+                Box::pin(async { Ok(Vec::new()) })
+            }
+            fn fetch_message<'a>(
+                &'a self,
+                _: &'a str,
+                _: &'a str,
+            ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
+                Box::pin(async { Err(UpstreamError::NotFound("none".into())) })
+            }
+            fn apply(&self, _: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>> {
+                Box::pin(async { Err(UpstreamError::Unsupported("read-only".into())) })
+            }
+            fn search<'a>(
+                &'a self,
+                _: &'a str,
+                _: &'a upstream::SearchQuery,
+            ) -> BoxFuture<'a, Result<Vec<String>, UpstreamError>> {
+                Box::pin(async { Err(self.0.clone()) })
+            }
+        }
+
+        #[tokio::test]
+        async fn without_upstream_search_text_approximates_and_body_is_refused() {
+            let fake = Arc::new(FakeUpstream::new());
+            let mut f = Fixture::new();
+            let sync = AccountSync::new(
+                f.account.store.clone(),
+                f.account.id,
+                Arc::new(NoSearch(fake.clone())),
+                SyncOptions::default(),
+            );
+            let raws = [
+                message("Plans", "m1@x", &long_body("Zanzibar trip")),
+                message("Zanzibar", "m2@x", "short"),
+            ];
+            for (i, raw) in raws.iter().enumerate() {
+                fake.deliver_at("INBOX", raw, &[], 1000 + i64::try_from(i).unwrap());
+            }
+            sync.sync_all().await.unwrap();
+            f.account.sync = Some(sync);
+            f.rebuild();
+            let m2 = email_id(&fingerprint(&raws[1])).as_str().to_owned();
+            // Headers and preview only: m1's word is past its preview.
+            assert_eq!(query(&f, json!({"text": "zanzibar"})).await, vec![m2]);
+            for filter in [
+                json!({"body": "zanzibar"}),
+                json!({"operator": "OR", "conditions": [{"text": "a"}, {"body": "b"}]}),
+            ] {
+                assert_eq!(
+                    error(&f, "Email/query", json!({ "filter": filter })).await,
+                    "unsupportedFilter"
+                );
+            }
         }
     }
 

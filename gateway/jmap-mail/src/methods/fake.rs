@@ -738,6 +738,48 @@ impl Upstream for FakeUpstream {
             .ok()
             .map(|i| s.mailboxes[i].identity.clone())
     }
+
+    /// Case-insensitive substring search of the raw message (Text), the part after the
+    /// header block (Body) or the raw lines of the named header fields (Header).
+    fn search<'a>(
+        &'a self,
+        mailbox: &'a str,
+        query: &'a upstream::SearchQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, UpstreamError>> {
+        Box::pin(async move {
+            let s = lock(&self.server);
+            let i = s.find(mailbox)?;
+            Ok(s.mailboxes[i]
+                .messages
+                .values()
+                .filter(|m| fake_search_matches(&m.raw, query))
+                .map(|m| m.uid.to_string())
+                .collect())
+        })
+    }
+}
+
+fn fake_search_matches(raw: &[u8], query: &upstream::SearchQuery) -> bool {
+    let head = header_block(raw);
+    let text = String::from_utf8_lossy(raw).to_lowercase();
+    let hay = match &query.kind {
+        upstream::SearchKind::Text => text,
+        upstream::SearchKind::Body => {
+            String::from_utf8_lossy(&raw[head.len().min(raw.len())..]).to_lowercase()
+        }
+        upstream::SearchKind::Header(name) => String::from_utf8_lossy(&head)
+            .replace("\r\n ", " ")
+            .replace("\r\n\t", " ")
+            .lines()
+            .filter(|l| {
+                l.split_once(':')
+                    .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_lowercase(),
+    };
+    query.terms.iter().all(|t| hay.contains(&t.to_lowercase()))
 }
 
 /// A fixture whose account has a sync driver over `fake`, fully synced once.

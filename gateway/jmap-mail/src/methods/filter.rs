@@ -6,14 +6,22 @@
 //! tokens that must all be present, and `'…'` or `"…"` is a phrase (with `\` escaping a quote
 //! or backslash inside it). Tokens match as substrings (no stemming).
 //!
-//! What the records cannot answer:
-//! - `body` needs the message bodies, which are not in the store and cannot be searched
-//!   upstream through the adapter contract: `unsupportedFilter`.
+//! Full text (`text`, `body`): the bodies are not in the store, so Email/query asks upstream
+//! ([`upstream::Upstream::search`], IMAP `UID SEARCH TEXT`/`BODY`) before evaluating, and
+//! the tests become [`Test::Found`] sets of Email ids: exact, headers and bodies alike (IMAP
+//! `TEXT` looks in every header field, not only the five the RFC names, so `text` may also
+//! match e.g. a Message-ID; servers with a full-text index may match words, not substrings).
+//! Where upstream cannot search (no sync driver, or the adapter says `Unsupported`):
+//! - `body` is `unsupportedFilter`;
 //! - `text` is matched against From, To, Cc, Bcc, Subject (as the RFC requires) and the
 //!   stored preview (the first characters of the body) — an approximation of "any text/*
 //!   body part", which would need every body fetched.
+//!
+//! SearchSnippet/get compiles with [`compile`], which still refuses `body` and keeps `text`
+//! as a [`Test::Text`] whose terms it marks; only Email/query uses [`compile_for_query`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use jmap_engine::standard::{Filter, FilterOperator};
 use jmap_engine::{Id, MethodError, UnsignedInt, UtcDate};
@@ -77,36 +85,56 @@ pub(super) enum Test {
     Subject(TextQuery),
     /// Lowercased header name, and the text to look for in its value.
     Header(String, Option<TextQuery>),
+    /// `body`, waiting for an upstream search (Email/query turns it into [`Test::Found`] or
+    /// refuses it). Left as is it matches only when it has no terms.
+    Body(TextQuery),
+    /// A `text` or `body` condition upstream answered: the ids of the Emails it found.
+    Found(Arc<HashSet<String>>),
 }
 
 /// A condition: all of its tests (an empty one is always true).
 pub(super) type Compiled = Filter<Vec<Test>>;
 
-/// Parses the tests of a filter; `unsupportedFilter` for what cannot be answered,
-/// `invalidArguments` for a malformed `header`.
+/// Parses the tests of a filter; `unsupportedFilter` for what cannot be answered (`body`
+/// included), `invalidArguments` for a malformed `header`.
 pub(super) fn compile(filter: &EmailFilter) -> Result<Compiled, MethodError> {
+    compile_with(filter, false)
+}
+
+/// As [`compile`], but `body` becomes a [`Test::Body`] for the caller to resolve upstream
+/// (see [`full_text_tests`]) before evaluating.
+pub(super) fn compile_for_query(filter: &EmailFilter) -> Result<Compiled, MethodError> {
+    compile_with(filter, true)
+}
+
+fn compile_with(filter: &EmailFilter, body: bool) -> Result<Compiled, MethodError> {
     Ok(match filter {
-        Filter::Condition(c) => Filter::Condition(compile_condition(c)?),
+        Filter::Condition(c) => Filter::Condition(compile_condition(c, body)?),
         Filter::Operator(op) => Filter::Operator(FilterOperator {
             operator: op.operator,
             conditions: op
                 .conditions
                 .iter()
-                .map(compile)
+                .map(|c| compile_with(c, body))
                 .collect::<Result<Vec<_>, _>>()?,
         }),
     })
 }
 
-fn compile_condition(c: &EmailCondition) -> Result<Vec<Test>, MethodError> {
+/// The error for a `body` condition that cannot be searched.
+pub(super) fn body_unsupported() -> MethodError {
+    MethodError::unsupported_filter().with_description(
+        "'body' needs a full-text search of message bodies, which this account's server cannot do",
+    )
+}
+
+fn compile_condition(c: &EmailCondition, body: bool) -> Result<Vec<Test>, MethodError> {
     if let Some(name) = c.other.keys().next() {
         return Err(MethodError::unsupported_filter()
             .with_description(format!("unknown filter property '{name}'")));
     }
-    if c.body.is_some() {
-        return Err(MethodError::unsupported_filter().with_description(
-            "'body' needs a full-text search of message bodies, which this server cannot do",
-        ));
+    if c.body.is_some() && !body {
+        return Err(body_unsupported());
     }
     let mut t = Vec::new();
     if let Some(m) = &c.in_mailbox {
@@ -160,6 +188,9 @@ fn compile_condition(c: &EmailCondition) -> Result<Vec<Test>, MethodError> {
             t.push(make(TextQuery::parse(s)));
         }
     }
+    if let Some(b) = &c.body {
+        t.push(Test::Body(TextQuery::parse(b)));
+    }
     if let Some(h) = &c.header {
         match h.as_slice() {
             [name] if !name.is_empty() => t.push(Test::Header(name.to_ascii_lowercase(), None)),
@@ -180,6 +211,30 @@ fn compile_condition(c: &EmailCondition) -> Result<Vec<Test>, MethodError> {
 /// Every test in a compiled filter.
 pub(super) fn tests(filter: &Compiled) -> impl Iterator<Item = &Test> {
     filter.conditions().into_iter().flatten()
+}
+
+/// The `text` and `body` tests of a filter, each with the mailbox its condition restricts
+/// the search to (that condition's `inMailbox`), for the caller to resolve upstream.
+pub(super) fn full_text_tests(filter: &mut Compiled) -> Vec<(Option<String>, &mut Test)> {
+    fn walk<'a>(f: &'a mut Compiled, out: &mut Vec<(Option<String>, &'a mut Test)>) {
+        match f {
+            Filter::Condition(tests) => {
+                let mailbox = tests.iter().find_map(|t| match t {
+                    Test::InMailbox(m) => Some(m.clone()),
+                    _ => None,
+                });
+                for t in tests.iter_mut() {
+                    if matches!(t, Test::Text(_) | Test::Body(_)) {
+                        out.push((mailbox.clone(), t));
+                    }
+                }
+            }
+            Filter::Operator(op) => op.conditions.iter_mut().for_each(|c| walk(c, out)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(filter, &mut out);
+    out
 }
 
 /// The keywords whose per-thread aggregates the filter needs.
@@ -245,6 +300,8 @@ fn test(t: &Test, r: &EmailRecord, keywords: &BTreeSet<String>, threads: &Thread
         Test::Bcc(q) => q.matches(&[&addresses(&r.bcc)]),
         Test::Subject(q) => q.matches(&[r.subject.as_deref().unwrap_or("")]),
         Test::Header(name, value) => header_matches(r, name, value.as_ref()),
+        Test::Body(q) => q.terms.is_empty(),
+        Test::Found(ids) => ids.contains(&r.id),
     }
 }
 
@@ -349,6 +406,11 @@ impl TextQuery {
             terms.push(current);
         }
         TextQuery { terms }
+    }
+
+    /// The terms as strings (folded), e.g. for an upstream search.
+    pub fn term_strings(&self) -> Vec<String> {
+        self.terms.iter().map(|t| t.iter().collect()).collect()
     }
 
     /// Every term occurs in at least one of `fields`.
