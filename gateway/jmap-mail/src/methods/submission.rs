@@ -475,6 +475,14 @@ struct Done {
     email_id: String,
 }
 
+/// A Sent copy to file after the implicit Email/set: the Email it copies is destroyed by it,
+/// and with content-derived Email ids the copy is the same Email, so filing it first would
+/// have the destroy remove the copy too.
+struct PendingSent {
+    email: EmailRecord,
+    raw: Vec<u8>,
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -508,6 +516,7 @@ where
         old_state,
     );
     let mut done: Vec<Done> = Vec::new();
+    let mut pending_sent: Vec<PendingSent> = Vec::new();
 
     for (creation_id, object) in request.create.clone().unwrap_or_default() {
         let on_update = request
@@ -515,8 +524,15 @@ where
             .on_success_update_email
             .as_ref()
             .and_then(|m| m.get(&IdRef::Creation(creation_id.clone())));
-        match create(call, account, &object, on_update).await? {
-            Ok((id, email_id, server_set)) => {
+        let destroyed_after = request
+            .extra
+            .on_success_destroy_email
+            .iter()
+            .flatten()
+            .any(|r| r == &IdRef::Creation(creation_id.clone()));
+        match create(call, account, &object, on_update, destroyed_after).await? {
+            Ok((id, email_id, server_set, pending)) => {
+                pending_sent.extend(pending);
                 response.add_created(creation_id.clone(), server_set);
                 done.push(Done {
                     creation_id: Some(creation_id),
@@ -660,13 +676,19 @@ where
         }
     }
     if updates.is_empty() && destroys.is_empty() {
+        for p in pending_sent {
+            file_sent_copy(account, &p.email, p.raw, None).await;
+        }
         return Ok(output);
     }
     let email_set = implicit_email_set(account, &request.account_id, updates, destroys).await?;
+    for p in pending_sent {
+        file_sent_copy(account, &p.email, p.raw, None).await;
+    }
     Ok(output.and_then("Email/set", email_set))
 }
 
-type Created = (Id, String, Map<String, Value>);
+type Created = (Id, String, Map<String, Value>, Option<PendingSent>);
 
 /// One create: checks, the send, the record. `Ok(Err(_))` is this object's SetError.
 async fn create<D>(
@@ -674,6 +696,7 @@ async fn create<D>(
     account: &D::Account,
     object: &Map<String, Value>,
     on_update: Option<&PatchObject>,
+    destroyed_after: bool,
 ) -> Result<Result<Created, SetError>, MethodError>
 where
     D: AccountDirectory,
@@ -858,8 +881,16 @@ where
         _ => tracing::error!("a sent submission could not be encoded"),
     }
 
+    let mut pending = None;
     if !submitter.files_sent_copy() {
-        file_sent_copy(account, &email, raw, on_update).await;
+        if destroyed_after {
+            pending = Some(PendingSent {
+                email: email.clone(),
+                raw,
+            });
+        } else {
+            file_sent_copy(account, &email, raw, on_update).await;
+        }
     }
 
     let mut server_set = Map::new();
@@ -873,7 +904,7 @@ where
     server_set.insert("deliveryStatus".into(), record["deliveryStatus"].clone());
     server_set.insert("dsnBlobIds".into(), json!([]));
     server_set.insert("mdnBlobIds".into(), json!([]));
-    Ok(Ok((id, email_id.as_str().to_owned(), server_set)))
+    Ok(Ok((id, email_id.as_str().to_owned(), server_set, pending)))
 }
 
 async fn load_one_email<A: MailAccount>(
