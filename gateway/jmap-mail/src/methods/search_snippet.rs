@@ -3,8 +3,8 @@
 //!
 //! The filter is the Email/query filter type and is checked the same way (what Email/query
 //! refuses with `unsupportedFilter`, so does this). Terms under a NOT are not highlighted.
-//! The "relevant section of the body" is the stored preview (bodies are not searched, see
-//! `filter`): `text` terms are marked in it; `subject` terms only in the subject.
+//! The "relevant section of the body" is the stored preview: `text` and `body` terms are
+//! marked in it; `subject` terms only in the subject.
 
 use jmap_engine::standard::{Filter, Operator};
 use jmap_engine::{
@@ -47,6 +47,7 @@ fn collect_terms(f: &Compiled, out: &mut Terms) {
                         out.preview.extend(q.terms.iter().cloned());
                     }
                     Test::Subject(q) => out.subject.extend(q.terms.iter().cloned()),
+                    Test::Body(q) => out.preview.extend(q.terms.iter().cloned()),
                     _ => {}
                 }
             }
@@ -152,12 +153,19 @@ where
                     email_ids.len()
                 )));
             }
-            let compiled = filter.as_ref().map(filter::compile).transpose()?;
+            let account = call.account()?;
+            // The same filters Email/query takes: `body` where upstream can search, which
+            // needs the sync driver (its terms are marked in the preview).
+            let compile = if account.sync().is_some() {
+                filter::compile_for_query
+            } else {
+                filter::compile
+            };
+            let compiled = filter.as_ref().map(compile).transpose()?;
             let mut terms = Terms::default();
             if let Some(f) = &compiled {
                 collect_terms(f, &mut terms);
             }
-            let account = call.account()?;
             let keys: Vec<_> = email_ids.iter().filter_map(object_id).collect();
             let (_, rows) = account
                 .store()
@@ -258,6 +266,42 @@ mod tests {
             )
             .await;
         assert_eq!(r[0][1]["type"], json!("unsupportedFilter"));
+    }
+
+    /// With a driver whose server can search, `body` is accepted, as in Email/query, and its
+    /// terms are marked in the preview.
+    #[tokio::test]
+    async fn body_terms_are_marked_where_upstream_can_search() {
+        use crate::methods::fake::{fixture_with_fake, message};
+        let (f, fake) = fixture_with_fake().await;
+        fake.deliver(
+            "INBOX",
+            message("Minutes", "m1@x", "the budget was approved"),
+            &[],
+        );
+        f.account
+            .sync
+            .as_ref()
+            .expect("driver")
+            .sync_all()
+            .await
+            .expect("sync");
+        let q = f
+            .ok("Email/query", json!({"filter": {"body": "budget"}}))
+            .await;
+        let id = q["ids"][0].clone();
+        assert!(id.is_string(), "{q}");
+        let r = f
+            .ok(
+                "SearchSnippet/get",
+                json!({"filter": {"body": "budget"}, "emailIds": [id]}),
+            )
+            .await;
+        assert_eq!(
+            r["list"][0]["preview"],
+            json!("the <mark>budget</mark> was approved")
+        );
+        assert_eq!(r["list"][0]["subject"], json!(null));
     }
 
     #[test]
