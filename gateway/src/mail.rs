@@ -208,6 +208,24 @@ impl MailAccounts {
             .build()?;
         let handle = runtime.handle().clone();
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        // Hourly, the change log is trimmed to the store's age and length limits (older states
+        // then answer cannotCalculateChanges, as RFC 8620 allows).
+        let trim_store = store.clone();
+        let mut trim_stop = store.blocking().shutdown_signal();
+        handle.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = trim_stop.wait_for(|s| *s) => break,
+                }
+                match trim_store.run(|s| s.trim(std::time::SystemTime::now())).await {
+                    Ok(report) => tracing::debug!(?report, "change log trimmed"),
+                    Err(e) => tracing::warn!("trimming the change log failed: {e}"),
+                }
+            }
+        });
         // The gateway's shutdown (the store's signal) stops the drivers too.
         let mut store_signal = store.blocking().shutdown_signal();
         let forward = shutdown.clone();
