@@ -88,6 +88,18 @@ impl AsyncStore {
         self.run(move |s| s.blob_put(a, &blob_id, &data)).await
     }
 
+    /// See [`Store::blob_put_pinned`].
+    pub async fn blob_put_pinned(
+        &self,
+        a: AccountId,
+        blob_id: Vec<u8>,
+        data: Vec<u8>,
+        expires: u64,
+    ) -> Result<()> {
+        self.run(move |s| s.blob_put_pinned(a, &blob_id, &data, expires))
+            .await
+    }
+
     /// Subscribes to an account's states (the first subscription reads them from disk).
     pub async fn subscribe(&self, a: AccountId) -> Result<watch::Receiver<AccountStates>> {
         self.run(move |s| s.subscribe(a)).await

@@ -52,6 +52,9 @@ fn lru_key(tick: u64, a: AccountId, id: &[u8]) -> Vec<u8> {
     Key(tick.to_be_bytes().to_vec()).u64(a.0).raw(id).into_vec()
 }
 
+/// A pinned blob's metadata: tick (unused, `u64::MAX`), size, expiry.
+const PINNED_META_LEN: usize = 24;
+
 fn meta_value(tick: u64, size: u64) -> Vec<u8> {
     let mut v = tick.to_be_bytes().to_vec();
     v.extend_from_slice(&size.to_be_bytes());
@@ -79,6 +82,10 @@ impl Store {
         let mut wb = WriteBatch::default();
         let mut total = st.total;
         if let Some(old) = self.db.get_cf(mcf, &key)? {
+            if old.len() == PINNED_META_LEN {
+                // An upload with this id is kept anyway; the cache need not hold it too.
+                return Ok(true);
+            }
             let mut r = Reader::new(&old);
             let (tick, old_size) = (r.u64()?, r.u64()?);
             wb.delete_cf(lcf, lru_key(tick, a, blob_id));
@@ -108,6 +115,7 @@ impl Store {
                     continue;
                 }
                 let vkey = blob_key(victim_account, victim);
+                // (Pinned blobs have no LRU entry, so they are never victims.)
                 if let Some(m) = self.db.get_cf(mcf, &vkey)? {
                     let mut r = Reader::new(&m);
                     r.u64()?;
@@ -126,7 +134,80 @@ impl Store {
         Ok(true)
     }
 
-    /// A cached blob, marking it most recently used.
+    /// Keeps a blob a client uploaded until `expires` (seconds since the epoch), whatever the
+    /// cache does: it is not counted against the cache bound and never evicted, only removed
+    /// by [`Store::trim`] once expired (RFC 8620 §6.1 asks for at least an hour). Written with
+    /// a synced WAL, as the upload is acknowledged to the client.
+    pub fn blob_put_pinned(
+        &self,
+        a: AccountId,
+        blob_id: &[u8],
+        data: &[u8],
+        expires: u64,
+    ) -> Result<()> {
+        if blob_id.is_empty() {
+            return Err(Error::InvalidArguments("empty blob id"));
+        }
+        let mut st = lock(&self.blobs);
+        let (bcf, mcf, lcf, metacf) = (
+            self.cf(cf::BLOBS)?,
+            self.cf(cf::BLOB_META)?,
+            self.cf(cf::BLOB_LRU)?,
+            self.cf(cf::META)?,
+        );
+        let key = blob_key(a, blob_id);
+        let mut wb = WriteBatch::default();
+        let mut total = st.total;
+        if let Some(old) = self.db.get_cf(mcf, &key)?
+            && old.len() != PINNED_META_LEN
+        {
+            // Cached already: it leaves the cache (and its bound) to be kept instead.
+            let mut r = Reader::new(&old);
+            let (tick, old_size) = (r.u64()?, r.u64()?);
+            wb.delete_cf(lcf, lru_key(tick, a, blob_id));
+            total = total.saturating_sub(old_size);
+            wb.put_cf(metacf, meta::BLOB_BYTES, total.to_be_bytes());
+        }
+        wb.put_cf(bcf, &key, data);
+        let mut meta = meta_value(u64::MAX, data.len() as u64);
+        meta.extend_from_slice(&expires.to_be_bytes());
+        wb.put_cf(mcf, &key, meta);
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(wb, &opts)?;
+        st.total = total;
+        Ok(())
+    }
+
+    /// Removes pinned blobs whose time is up; returns how many.
+    pub(crate) fn expire_pinned_blobs(&self, now_secs: u64) -> Result<u64> {
+        let _st = lock(&self.blobs);
+        let (bcf, mcf) = (self.cf(cf::BLOBS)?, self.cf(cf::BLOB_META)?);
+        let mut wb = WriteBatch::default();
+        let mut n = 0;
+        let mut it = self.db.raw_iterator_cf(mcf);
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if v.len() == PINNED_META_LEN {
+                let mut r = Reader::new(v);
+                let (_, _, expires) = (r.u64()?, r.u64()?, r.u64()?);
+                if expires <= now_secs {
+                    wb.delete_cf(bcf, k);
+                    wb.delete_cf(mcf, k);
+                    n += 1;
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        drop(it);
+        if n > 0 {
+            self.db.write_opt(wb, &WriteOptions::default())?;
+        }
+        Ok(n)
+    }
+
+    /// A cached or pinned blob; a cached one becomes the most recently used.
     pub fn blob_get(&self, a: AccountId, blob_id: &[u8]) -> Result<Option<Vec<u8>>> {
         let key = blob_key(a, blob_id);
         let mut st = lock(&self.blobs);
@@ -137,6 +218,9 @@ impl Store {
         let Some(data) = self.db.get_cf(self.cf(cf::BLOBS)?, &key)? else {
             return Err(Error::Corrupt("blob metadata without blob"));
         };
+        if m.len() == PINNED_META_LEN {
+            return Ok(Some(data));
+        }
         let mut r = Reader::new(&m);
         let (old_tick, size) = (r.u64()?, r.u64()?);
         let tick = st.next_tick;

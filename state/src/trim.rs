@@ -17,6 +17,8 @@ pub struct TrimReport {
     pub logs_trimmed: u64,
     /// Mailbox-log ranges deleted.
     pub mailbox_log_ranges: u64,
+    /// Pinned blobs (uploads) removed because their time was up.
+    pub expired_blobs: u64,
 }
 
 impl Store {
@@ -84,6 +86,11 @@ impl Store {
             }
         }
         self.db.write(wb)?;
+        let now_secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        report.expired_blobs = self.expire_pinned_blobs(now_secs)?;
         Ok(report)
     }
 

@@ -90,6 +90,41 @@ fn blob_cache_evicts_least_recently_used_and_survives_restart() -> TestResult {
 }
 
 #[test]
+fn pinned_uploads_outlive_cache_pressure_and_expire_at_trim() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = AccountId(1);
+    let config = StoreConfig {
+        blob_cache_bytes: 2000,
+        ..StoreConfig::default()
+    };
+    let store = open(dir.path(), config.clone());
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    // Cached first, then uploaded with the same id: it leaves the cache's accounting.
+    assert!(store.blob_put(a, b"up", &[9; 1000])?);
+    store.blob_put_pinned(a, b"up", &[9; 1000], secs + 3600)?;
+    assert_eq!(store.blob_cache_size(), 0);
+    store.blob_put_pinned(a, b"old", &[8; 1000], secs - 1)?;
+    // Cache traffic far beyond the bound evicts cached blobs, never pinned ones.
+    for i in 0..10u8 {
+        assert!(store.blob_put(a, &[b'c', i], &[i; 1000])?);
+    }
+    assert!(store.blob_cache_size() <= 2000);
+    assert_eq!(store.blob_get(a, b"c\x00")?, None);
+    assert_eq!(store.blob_get(a, b"up")?, Some(vec![9; 1000]));
+    // A later cache put of the same id leaves the pinned blob alone.
+    assert!(store.blob_put(a, b"up", &[9; 1000])?);
+    drop(store);
+    let store = open(dir.path(), config);
+    assert_eq!(store.blob_get(a, b"old")?, Some(vec![8; 1000]));
+    let report = store.trim(now)?;
+    assert_eq!(report.expired_blobs, 1);
+    assert_eq!(store.blob_get(a, b"old")?, None);
+    assert_eq!(store.blob_get(a, b"up")?, Some(vec![9; 1000]));
+    Ok(())
+}
+
+#[test]
 fn trim_by_age_refuses_old_states_and_keeps_recent_ones() -> TestResult {
     let dir = tempfile::tempdir()?;
     let a = AccountId(1);

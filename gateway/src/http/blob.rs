@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::api::upload_limit;
 use super::{AppState, problem, query_param, read_limited};
-use crate::methods::{blob_key, new_blob_id};
+use crate::methods::{blob_key, new_blob_id, upload_expiry};
 
 pub(crate) async fn upload(
     req: HttpRequest,
@@ -51,20 +51,20 @@ pub(crate) async fn upload(
     let size = data.len();
     match state
         .store
-        .blob_put(account.store_id, blob_key(blob_id.as_str()), data)
+        .blob_put_pinned(
+            account.store_id,
+            blob_key(blob_id.as_str()),
+            data,
+            upload_expiry(),
+        )
         .await
     {
-        Ok(true) => HttpResponse::Created().json(json!({
+        Ok(()) => HttpResponse::Created().json(json!({
             "accountId": account.id,
             "blobId": blob_id,
             "type": media_type,
             "size": size,
         })),
-        Ok(false) => problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "about:blank",
-            "the blob is larger than the gateway's blob store",
-        ),
         Err(e) => {
             tracing::error!("blob upload: {e}");
             problem(

@@ -16,6 +16,19 @@ pub fn new_blob_id(data: &[u8]) -> Id {
     Id::new(format!("G{hex}")).expect("G and hex digits are a valid Id")
 }
 
+/// How long an uploaded (or copied) blob is kept without being used: a day, well over the
+/// hour RFC 8620 §6.1 asks for.
+pub const UPLOAD_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// When a blob uploaded now expires (seconds since the epoch).
+pub fn upload_expiry() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + UPLOAD_LIFETIME_SECS
+}
+
 /// The store key of a blob id (the store keeps blobs per account, so accounts never share).
 pub fn blob_key(id: &str) -> Vec<u8> {
     id.as_bytes().to_vec()
@@ -38,26 +51,22 @@ impl Handler<Directory> for BlobCopy {
             let mut copied = Map::new();
             let mut not_copied = Map::new();
             for blob_id in blob_ids {
-                let data = from
-                    .store
-                    .blob_get(from.entry.store_id, blob_key(blob_id.as_str()))
+                // Any blob the source account answers: uploads, Emails, body parts.
+                let data = jmap_mail::methods::read_blob(from, blob_id.as_str())
                     .await
-                    .map_err(store_error)?;
+                    .map_err(jmap_mail::methods::blob_error)?;
                 match data {
                     Some(data) => {
-                        let stored = to
-                            .store
-                            .blob_put(to.entry.store_id, blob_key(blob_id.as_str()), data)
+                        to.store
+                            .blob_put_pinned(
+                                to.entry.store_id,
+                                blob_key(blob_id.as_str()),
+                                data.bytes,
+                                upload_expiry(),
+                            )
                             .await
                             .map_err(store_error)?;
-                        if stored {
-                            copied.insert(blob_id.as_str().to_owned(), json!(blob_id));
-                        } else {
-                            not_copied.insert(
-                                blob_id.as_str().to_owned(),
-                                serde_json::to_value(SetError::too_large()).unwrap_or(Value::Null),
-                            );
-                        }
+                        copied.insert(blob_id.as_str().to_owned(), json!(blob_id));
                     }
                     None => {
                         not_copied.insert(

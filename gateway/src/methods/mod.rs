@@ -14,7 +14,7 @@ use state::{AccountId, AsyncStore};
 use crate::accounts::{AccountEntry, UserEntry};
 use crate::mail::{LiveAccount, MailAccounts};
 
-pub use blob::{BlobCopy, blob_key, new_blob_id};
+pub use blob::{BlobCopy, UPLOAD_LIFETIME_SECS, blob_key, new_blob_id, upload_expiry};
 pub use stored::StoredType;
 
 /// One resolved account: which it is, the store it lives in, and its sync driver if it is a
