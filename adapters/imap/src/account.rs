@@ -407,6 +407,10 @@ impl Upstream for ImapAccount {
     ) -> BoxFuture<'a, Result<Vec<String>, UpstreamError>> {
         Box::pin(crate::search::search(self, mailbox, query))
     }
+
+    fn quotas(&self) -> BoxFuture<'_, Result<Vec<upstream::RemoteQuota>, UpstreamError>> {
+        Box::pin(crate::quota::quotas(self))
+    }
 }
 
 /// `SELECT`/`EXAMINE` the mailbox unless it is already selected that way.

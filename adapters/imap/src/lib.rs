@@ -11,7 +11,8 @@
 //! Code map: `conn` (one connection: framing, login, ENABLE, SELECT, IDLE), `account` (the
 //! pool, its budget, backoff, tiers), `list` (LIST → mailboxes), `sync` (initial and delta
 //! sync, cursors), `watch` (NOTIFY/IDLE push), `write` (write-through), `search` (UID
-//! SEARCH for full-text filters), `message` (FETCH items → model), `uidset`, `mutf7`.
+//! SEARCH for full-text filters), `quota` (GETQUOTAROOT), `message` (FETCH items → model),
+//! `uidset`, `mutf7`.
 //!
 //! Invariant: this crate never touches RocksDB; it hands changes to the gateway, which
 //! commits them.
@@ -24,6 +25,7 @@ mod mailboxes;
 mod message;
 mod mutf7;
 pub mod proto;
+mod quota;
 mod search;
 mod sync;
 mod uidset;

@@ -210,6 +210,22 @@ pub struct SearchQuery {
     pub terms: Vec<String>,
 }
 
+/// One resource of one quota root, as upstream reports it (IMAP `QUOTA`, RFC 9208 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteQuota {
+    /// The quota root's name as the server spells it (Dovecot: `User quota`; may be empty).
+    pub root: String,
+    /// The resource, uppercased: `STORAGE` (in units of 1024 octets, RFC 9208 §5.1),
+    /// `MESSAGE` (a message count), `MAILBOX` (a mailbox count), or whatever else the
+    /// server names. Consumers convert (`STORAGE` × 1024 is octets) and skip what they
+    /// do not know.
+    pub resource: String,
+    /// Current usage, in the resource's unit.
+    pub usage: u64,
+    /// The limit, in the resource's unit.
+    pub limit: u64,
+}
+
 /// What went wrong upstream, in the terms the JMAP layer maps to errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -294,6 +310,20 @@ pub trait Upstream: Send + Sync + fmt::Debug {
         Box::pin(async {
             Err(UpstreamError::Unsupported(
                 "this upstream cannot search messages".into(),
+            ))
+        })
+    }
+
+    /// The quotas that apply to the account's mail, asked of the server now (IMAP
+    /// `GETQUOTAROOT INBOX`), in upstream order. `Ok(empty)` means upstream knows quotas
+    /// but none limits this account at the moment (so asking again later is worthwhile).
+    /// The default says [`UpstreamError::Unsupported`], meaning upstream has no quota
+    /// information at all: callers stop asking and offer no quotas, so an adapter without
+    /// quota support (EAS, an IMAP server without `QUOTA`) needs no code here.
+    fn quotas(&self) -> BoxFuture<'_, Result<Vec<RemoteQuota>, UpstreamError>> {
+        Box::pin(async {
+            Err(UpstreamError::Unsupported(
+                "this upstream reports no quotas".into(),
             ))
         })
     }

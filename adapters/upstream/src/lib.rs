@@ -11,8 +11,8 @@ mod secret;
 pub mod tls;
 
 pub use contract::{
-    BoxFuture, Envelope, MessageChange, RemoteMailbox, RemoteMessage, SearchKind, SearchQuery,
-    SyncBatch, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
+    BoxFuture, Envelope, MessageChange, RemoteMailbox, RemoteMessage, RemoteQuota, SearchKind,
+    SearchQuery, SyncBatch, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
 };
 pub use model::MailboxRole;
 pub use secret::Secret;
