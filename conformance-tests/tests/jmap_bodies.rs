@@ -389,3 +389,93 @@ async fn bad_requests_get_specific_errors() {
         "{imported}"
     );
 }
+
+/// One Quota method call with the Quota capability in `using`; the whole response.
+async fn quota_call(g: &MailGateway, method: &str, mut args: Value) -> Value {
+    args["accountId"] = json!(g.account_id);
+    let using = [
+        "urn:ietf:params:jmap:core",
+        "urn:ietf:params:jmap:mail",
+        "urn:ietf:params:jmap:quota",
+    ];
+    let r = g
+        .http
+        .post(format!("{}/jmap/api", g.base))
+        .basic_auth(JMAP_USER, Some(JMAP_PASSWORD))
+        .header("content-type", "application/json")
+        .body(json!({"using": using, "methodCalls": [[method, args, "0"]]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    json_body(r).await["methodResponses"][0].clone()
+}
+
+/// The Quota/get list entry with `resourceType`, once the account offers Quota.
+async fn quota_of(g: &MailGateway, resource_type: &str) -> Option<(Value, String)> {
+    let r = quota_call(g, "Quota/get", json!({"ids": null})).await;
+    if r[0] != json!("Quota/get") {
+        return None;
+    }
+    let state = r[1]["state"].as_str()?.to_owned();
+    r[1]["list"]
+        .as_array()?
+        .iter()
+        .find(|q| q["resourceType"] == json!(resource_type))
+        .map(|q| (q.clone(), state))
+}
+
+#[tokio::test]
+async fn quota_get_shows_upstream_storage_and_its_growth() {
+    let g = MailGateway::start().await;
+    // Dovecot's quota root (GETQUOTAROOT INBOX): STORAGE 1 GiB, MESSAGE 100000.
+    let (storage, state) = g.eventually(10, || quota_of(&g, "octets")).await;
+    assert_eq!(storage["hardLimit"], json!(1u64 << 30), "{storage}");
+    assert_eq!(storage["scope"], json!("account"));
+    assert_eq!(storage["name"], json!("User quota"));
+    assert_eq!(storage["types"], json!(["Mail"]));
+    let (count, _) = quota_of(&g, "count").await.unwrap();
+    assert_eq!(count["hardLimit"], json!(100_000));
+    let session = g.session().await;
+    assert!(
+        session["capabilities"]
+            .as_object()
+            .unwrap()
+            .contains_key("urn:ietf:params:jmap:quota")
+    );
+    assert_eq!(
+        session["accounts"][&g.account_id]["accountCapabilities"]["urn:ietf:params:jmap:quota"],
+        json!({})
+    );
+
+    // Another client stores 40 KB; usage follows (Dovecot counts whole KiB).
+    let used = storage["used"].as_u64().unwrap();
+    let messages = count["used"].as_u64().unwrap();
+    let mut raw = b"From: big@example.test\r\nSubject: big\r\n\r\n".to_vec();
+    raw.extend(std::iter::repeat_n(b'x', 40_000));
+    raw.extend_from_slice(b"\r\n");
+    let mut c = other_client(&g.dovecot.server()).await;
+    append(&mut c, "INBOX", "", &raw).await;
+    let _ = c.logout().await;
+    let grown = g
+        .eventually(10, || async {
+            let (q, _) = quota_of(&g, "octets").await?;
+            (q["used"].as_u64()? >= used + 38 * 1024).then_some(q)
+        })
+        .await;
+    assert_eq!(grown["id"], storage["id"], "the id survives a refresh");
+    let (count, _) = quota_of(&g, "count").await.unwrap();
+    assert_eq!(count["used"], json!(messages + 1));
+    let changes = quota_call(&g, "Quota/changes", json!({"sinceState": state})).await;
+    assert_eq!(changes[0], json!("Quota/changes"), "{changes}");
+    assert_eq!(
+        changes[1]["updatedProperties"],
+        json!(["used"]),
+        "{changes}"
+    );
+    let mut updated: Vec<Value> = changes[1]["updated"].as_array().unwrap().clone();
+    updated.sort_by_key(|v| v.to_string());
+    let mut want = vec![storage["id"].clone(), count["id"].clone()];
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(updated, want);
+}

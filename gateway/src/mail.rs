@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use jmap_engine::MAIL_CAPABILITY;
-use jmap_mail::methods::{SubmitError, SubmitReceipt, Submitter, VacationBackend};
+use jmap_mail::methods::{
+    QuotaInfo, QuotaResource, SubmitError, SubmitReceipt, Submitter, VacationBackend,
+};
 use jmap_mail::{AccountSync, SyncOptions};
 use serde_json::{Value, json};
 use state::{AccountId, AsyncStore};
-use upstream::{BoxFuture, Envelope, Secret, Upstream, UpstreamError, WriteOp};
+use upstream::{BoxFuture, Envelope, RemoteQuota, Secret, Upstream, UpstreamError, WriteOp};
 
 use crate::accounts::Registry;
 use crate::config::{AccountConfig, Config, SmtpConfig, TlsMode};
@@ -177,6 +179,128 @@ pub struct LiveAccount {
     /// Where VacationResponse goes upstream (EAS: Settings Oof), once upstream has shown
     /// it supports it; unset: not offered.
     pub vacation: std::sync::OnceLock<Arc<dyn VacationBackend>>,
+    /// The quotas as last read from upstream (RFC 9425), refreshed after every sync round.
+    quotas: Mutex<Vec<QuotaInfo>>,
+    /// The account capabilities as last given to the registry; features found later
+    /// (VacationResponse, Quota) add theirs here, so neither undoes the other.
+    capabilities: Mutex<BTreeMap<String, Value>>,
+}
+
+impl LiveAccount {
+    /// The account's quotas as last read from upstream.
+    pub fn quotas(&self) -> Vec<QuotaInfo> {
+        self.quotas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Adds an account capability (with `{}` as its value) and publishes the set.
+    fn add_capability(&self, registry: &Registry, id: AccountId, capability: &str) {
+        let mut caps = self.capabilities.lock().unwrap_or_else(|e| e.into_inner());
+        caps.insert(capability.to_owned(), json!({}));
+        registry.set_account_capabilities(id, caps.clone());
+    }
+}
+
+/// Quotas are read again after a sync round, at most this often, and at least this often
+/// when no round comes.
+const QUOTA_MIN_INTERVAL: Duration = Duration::from_secs(1);
+const QUOTA_MAX_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Keeps `live`'s quotas current: asks upstream at once, then after every sync round (a
+/// write or an upstream change may have moved usage) or every five minutes, until
+/// shutdown. The Quota capability is added to the account the first time quotas are found.
+/// An upstream without quotas (`Unsupported`) is not asked again.
+async fn refresh_quotas(
+    live: Arc<LiveAccount>,
+    id: AccountId,
+    registry: Arc<Registry>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut progress = live.sync.watch_progress();
+    let mut offered = false;
+    loop {
+        let round = progress.borrow_and_update().rounds;
+        let asked = tokio::select! {
+            r = live.sync.upstream().quotas() => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        match asked {
+            Ok(remote) => {
+                let found = quota_infos(&remote);
+                let any = !found.is_empty();
+                *live.quotas.lock().unwrap_or_else(|e| e.into_inner()) = found;
+                if any && !offered {
+                    offered = true;
+                    live.add_capability(&registry, id, jmap_mail::methods::QUOTA);
+                }
+            }
+            Err(UpstreamError::Unsupported(m)) => {
+                tracing::info!(account = %id, "no quotas upstream: {m}");
+                return;
+            }
+            Err(e) => tracing::info!(account = %id, "cannot read the quotas: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(QUOTA_MIN_INTERVAL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        tokio::select! {
+            r = progress.wait_for(|p| p.rounds > round) => {
+                if r.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(QUOTA_MAX_INTERVAL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Upstream quotas as RFC 9425 Quota objects: `STORAGE` (KiB) as octets, `MESSAGE` and
+/// `MAILBOX` as counts; resources JMAP has no use for are left out. The id is a digest of
+/// root and resource, so it stays the same across refreshes and restarts; the name is the
+/// root's (or the resource's, for a root without a name).
+pub fn quota_infos(remote: &[RemoteQuota]) -> Vec<QuotaInfo> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    remote
+        .iter()
+        .filter_map(|q| {
+            let (resource, scale, types) = match q.resource.to_ascii_uppercase().as_str() {
+                "STORAGE" => (QuotaResource::Octets, 1024, "Mail"),
+                "MESSAGE" => (QuotaResource::Count, 1, "Mail"),
+                "MAILBOX" => (QuotaResource::Count, 1, "Mailbox"),
+                _ => return None,
+            };
+            let mut h = sha2::Sha256::new();
+            h.update(q.root.as_bytes());
+            h.update([0]);
+            h.update(q.resource.to_ascii_uppercase().as_bytes());
+            let digest = h.finalize();
+            let id = format!(
+                "q{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..12])
+            );
+            let name = if q.root.is_empty() {
+                q.resource.to_ascii_lowercase()
+            } else {
+                q.root.clone()
+            };
+            Some(QuotaInfo {
+                id,
+                resource,
+                used: q.usage.saturating_mul(scale),
+                hard_limit: q.limit.saturating_mul(scale),
+                warn_limit: None,
+                soft_limit: None,
+                name,
+                description: None,
+                types: vec![types.to_owned()],
+            })
+        })
+        .collect()
 }
 
 /// Every live account and the runtime their drivers run on.
@@ -220,7 +344,10 @@ impl MailAccounts {
                     _ = every.tick() => {}
                     _ = trim_stop.wait_for(|s| *s) => break,
                 }
-                match trim_store.run(|s| s.trim(std::time::SystemTime::now())).await {
+                match trim_store
+                    .run(|s| s.trim(std::time::SystemTime::now()))
+                    .await
+                {
                     Ok(report) => tracing::debug!(?report, "change log trimmed"),
                     Err(e) => tracing::warn!("trimming the change log failed: {e}"),
                 }
@@ -307,6 +434,8 @@ impl MailAccounts {
             address,
             submitter,
             vacation: std::sync::OnceLock::new(),
+            quotas: Mutex::new(Vec::new()),
+            capabilities: Mutex::new(caps.clone()),
         });
         {
             let mut map = write(&self.live);
@@ -315,23 +444,27 @@ impl MailAccounts {
             }
             map.insert(id, live);
         }
-        self.registry.set_account_capabilities(id, caps.clone());
+        self.registry.set_account_capabilities(id, caps);
         let shutdown = self.shutdown.subscribe();
         tracing::info!(account = %id, upstream = ?spec, "starting the account's sync");
         self.runtime.spawn(sync.run(shutdown));
+        let live = self
+            .get(id)
+            .ok_or_else(|| anyhow::anyhow!("account {id} vanished while starting"))?;
+        self.runtime.spawn(refresh_quotas(
+            live.clone(),
+            id,
+            self.registry.clone(),
+            self.shutdown.subscribe(),
+        ));
         if let Some(eas) = eas {
             // VacationResponse is offered only where the server answers Settings Oof.
             let registry = self.registry.clone();
-            let live = self
-                .get(id)
-                .ok_or_else(|| anyhow::anyhow!("account {id} vanished while starting"))?;
             self.runtime.spawn(async move {
                 match eas.supports_oof().await {
                     Ok(true) => {
                         let _ = live.vacation.set(Arc::new(EasVacation(eas)));
-                        let mut caps = caps;
-                        caps.insert(jmap_mail::methods::VACATION.to_owned(), json!({}));
-                        registry.set_account_capabilities(id, caps);
+                        live.add_capability(&registry, id, jmap_mail::methods::VACATION);
                     }
                     Ok(false) => {
                         tracing::info!(account = %id, "the server has no out-of-office (Settings Oof): no VacationResponse")
@@ -485,5 +618,48 @@ impl VacationBackend for EasVacation {
             );
             self.0.set_oof(&oof).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(root: &str, resource: &str, usage: u64, limit: u64) -> RemoteQuota {
+        RemoteQuota {
+            root: root.into(),
+            resource: resource.into(),
+            usage,
+            limit,
+        }
+    }
+
+    #[test]
+    fn upstream_quotas_become_jmap_quotas() {
+        let q = quota_infos(&[
+            remote("User quota", "STORAGE", 5, 1_048_576),
+            remote("User quota", "MESSAGE", 1, 100_000),
+            remote("", "MAILBOX", 2, 50),
+            remote("User quota", "ANNOTATION-STORAGE", 1, 2),
+        ]);
+        assert_eq!(q.len(), 3);
+        assert_eq!(q[0].resource, QuotaResource::Octets);
+        assert_eq!((q[0].used, q[0].hard_limit), (5 * 1024, 1 << 30));
+        assert_eq!(q[0].name, "User quota");
+        assert_eq!(q[0].types, ["Mail"]);
+        assert_eq!(q[1].resource, QuotaResource::Count);
+        assert_eq!((q[1].used, q[1].hard_limit), (1, 100_000));
+        assert_eq!(
+            (q[2].name.as_str(), q[2].types.as_slice()),
+            ("mailbox", &["Mailbox".to_owned()][..])
+        );
+        // Ids: valid JMAP Ids, distinct, and the same whatever the usage.
+        for x in &q {
+            assert!(jmap_engine::Id::new(x.id.as_str()).is_ok(), "{}", x.id);
+        }
+        assert_ne!(q[0].id, q[1].id);
+        let again = quota_infos(&[remote("User quota", "storage", 900, 1_048_576)]);
+        assert_eq!(again[0].id, q[0].id);
+        assert_eq!(again[0].used, 900 * 1024);
     }
 }

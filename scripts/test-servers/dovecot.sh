@@ -10,9 +10,10 @@
 #   DOVECOT_USERS       space-separated user:password pairs        ["alice:alice-pw bob:bob-pw"]
 #
 # Capabilities offered: CONDSTORE, QRESYNC, IDLE, NOTIFY (needs the mailbox list index),
-# MOVE, UIDPLUS, SPECIAL-USE with Drafts, Sent, Trash, Junk and Archive. TLS (STARTTLS on the
-# imap port, implicit on imaps) uses a certificate for "localhost"/127.0.0.1 issued by a
-# private test CA: trust $DOVECOT_DIR/tls/ca.pem to verify it.
+# MOVE, UIDPLUS, SPECIAL-USE with Drafts, Sent, Trash, Junk and Archive, and QUOTA (one root,
+# "User quota": STORAGE 1 GiB, MESSAGE 100000). TLS (STARTTLS on the imap port, implicit on
+# imaps) uses a certificate for "localhost"/127.0.0.1 issued by a private test CA: trust
+# $DOVECOT_DIR/tls/ca.pem to verify it.
 set -euo pipefail
 TS_COMPONENT=dovecot
 # shellcheck source=lib.sh
@@ -94,6 +95,16 @@ mail_location = maildir:~/Maildir
 mailbox_list_index = yes
 maildir_very_dirty_syncs = yes
 
+# Quota (RFC 9208 GETQUOTAROOT): the count backend reads usage from the indexes and needs
+# virtual sizes; the limits are far above what any test stores, so nothing is ever refused.
+mail_plugins = \$mail_plugins quota
+plugin {
+  quota_vsizes = yes
+  quota = count:User quota
+  quota_rule = *:storage=1G
+  quota_rule2 = *:messages=100000
+}
+
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
@@ -113,6 +124,7 @@ service anvil {
 protocol imap {
   mail_max_userip_connections = 100
   imap_idle_notify_interval = 1 secs
+  mail_plugins = \$mail_plugins imap_quota
 }
 
 namespace inbox {

@@ -511,6 +511,7 @@ impl GatewayBuilder {
                 jmap_engine::MAIL_CAPABILITY,
                 jmap_mail::methods::SUBMISSION,
                 jmap_mail::methods::VACATION,
+                jmap_mail::methods::QUOTA,
             ] {
                 others.entry(cap.to_owned()).or_insert_with(|| json!({}));
             }

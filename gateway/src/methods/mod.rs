@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jmap_engine::{AccountDirectory, AccountError, CORE_CAPABILITY, Id};
 use jmap_mail::AccountSync;
-use jmap_mail::methods::{MailAccount, Submitter, VacationBackend};
+use jmap_mail::methods::{MailAccount, QuotaInfo, Submitter, VacationBackend};
 use state::{AccountId, AsyncStore};
 
 use crate::accounts::{AccountEntry, UserEntry};
@@ -49,6 +49,10 @@ impl MailAccount for AccountHandle {
 
     fn vacation(&self) -> Option<&Arc<dyn VacationBackend>> {
         self.live.as_ref().and_then(|l| l.vacation.get())
+    }
+
+    fn quotas(&self) -> Vec<QuotaInfo> {
+        self.live.as_ref().map(|l| l.quotas()).unwrap_or_default()
     }
 }
 
