@@ -137,6 +137,7 @@ impl Store {
         let account = commit.account;
         let guard = lock(&self.writer);
         let mut b = Batch::new(self, account);
+        b.preload(&commit.ops)?;
         for op in commit.ops {
             b.apply(op)?;
         }
@@ -275,6 +276,56 @@ impl<'s> Batch<'s> {
             pairs: BTreeSet::new(),
             changed_threads: BTreeSet::new(),
         }
+    }
+
+    /// Reads the committed objects and Email facts the operations touch in two multi-gets,
+    /// so `apply` does no point reads of its own. Values land in the overlay maps, which
+    /// hold "what the store holds now" until an operation replaces them.
+    fn preload(&mut self, ops: &[Op]) -> Result<()> {
+        let a = self.account;
+        let mut obj_keys: Vec<(DataType, Vec<u8>)> = Vec::with_capacity(ops.len());
+        let mut seen: HashSet<(DataType, &[u8])> = HashSet::with_capacity(ops.len());
+        for op in ops {
+            let (t, id) = match op {
+                Op::Put { data_type, id, .. } | Op::Destroy { data_type, id } => (*data_type, id),
+            };
+            if seen.insert((t, id.as_bytes())) {
+                obj_keys.push((t, id.as_bytes().to_vec()));
+            }
+        }
+        if obj_keys.len() < 2 {
+            return Ok(());
+        }
+        let objects = self.store.cf(cf::OBJECTS)?;
+        let keys: Vec<Vec<u8>> = obj_keys
+            .iter()
+            .map(|(t, id)| keys::object_key(a, *t, id))
+            .collect();
+        let values = self
+            .store
+            .db
+            .multi_get_cf_opt(keys.iter().map(|k| (objects, k)), &self.ro);
+        for ((t, id), v) in obj_keys.iter().zip(values) {
+            self.objects.insert((*t, id.clone()), v?);
+        }
+        let emails: Vec<&Vec<u8>> = obj_keys
+            .iter()
+            .filter(|(t, _)| *t == DataType::Email)
+            .map(|(_, id)| id)
+            .collect();
+        if !emails.is_empty() {
+            let facts = self.store.cf(cf::EMAIL_FACTS)?;
+            let keys: Vec<Vec<u8>> = emails.iter().map(|id| keys::facts_key(a, id)).collect();
+            let values = self
+                .store
+                .db
+                .multi_get_cf_opt(keys.iter().map(|k| (facts, k)), &self.ro);
+            for (id, v) in emails.into_iter().zip(values) {
+                let f = v?.map(|v| keys::decode_facts(&v)).transpose()?;
+                self.facts.insert(id.clone(), f);
+            }
+        }
+        Ok(())
     }
 
     fn current(&mut self, t: DataType, id: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -503,6 +554,27 @@ impl<'s> Batch<'s> {
         old: Option<&EmailFacts>,
         new: Option<&EmailFacts>,
     ) -> Result<()> {
+        if old.is_none() || new.is_none() {
+            // Created or destroyed: every entry is added or removed, no set difference.
+            let (f, add, sign) = match (old, new) {
+                (None, Some(f)) => (f, true, 1),
+                (Some(f), None) => (f, false, -1),
+                _ => return Ok(()),
+            };
+            for (c, k, tag) in self.index_entries(id, f) {
+                match tag {
+                    Tag::Plain => {}
+                    Tag::MailboxThread { mailbox, thread } => {
+                        self.pairs.insert((mailbox, thread));
+                    }
+                    Tag::Thread(t) => {
+                        self.changed_threads.insert(t);
+                    }
+                }
+                self.edit(c, k, add.then(Vec::new));
+            }
+            return self.count(id, f, sign);
+        }
         let old_entries = old.map(|f| self.index_entries(id, f)).unwrap_or_default();
         let new_entries = new.map(|f| self.index_entries(id, f)).unwrap_or_default();
         let old_set: HashSet<(&str, &[u8])> =
@@ -562,24 +634,26 @@ impl<'s> Batch<'s> {
         if !self.threads.contains_key(t) {
             let a = self.account;
             let mut before = ThreadStats::default();
-            if let Some(v) =
+            let stats =
                 self.store
-                    .get_raw(&self.ro, cf::COUNTERS, &keys::thread_stats_key(a, t))?
-            {
+                    .get_raw(&self.ro, cf::COUNTERS, &keys::thread_stats_key(a, t))?;
+            // Per-mailbox counters of a thread exist only while its stats do (derive writes
+            // and deletes them together), so a new thread needs no scan.
+            if let Some(v) = stats {
                 let mut r = Reader::new(&v);
                 before.emails = r.u32()? as i64;
                 before.unread = r.u32()? as i64;
+                let prefix = keys::thread_mailbox_prefix(a, t);
+                let snap = self.store.db.snapshot();
+                let mut it = self.store.prefix_iter(&snap, cf::COUNTERS, &prefix)?;
+                it.seek_to_first();
+                while let Some((k, v)) = it.item() {
+                    let m = Reader::new(&k[prefix.len()..]).lp()?.to_vec();
+                    before.per_mailbox.insert(m, Reader::new(v).u32()? as i64);
+                    it.next();
+                }
+                it.status()?;
             }
-            let prefix = keys::thread_mailbox_prefix(a, t);
-            let snap = self.store.db.snapshot();
-            let mut it = self.store.prefix_iter(&snap, cf::COUNTERS, &prefix)?;
-            it.seek_to_first();
-            while let Some((k, v)) = it.item() {
-                let m = Reader::new(&k[prefix.len()..]).lp()?.to_vec();
-                before.per_mailbox.insert(m, Reader::new(v).u32()? as i64);
-                it.next();
-            }
-            it.status()?;
             self.threads.insert(
                 t.to_vec(),
                 ThreadAgg {
@@ -633,6 +707,19 @@ impl<'s> Batch<'s> {
         Ok(())
     }
 
+    /// The first (or last) member of a mailbox-thread pair among this batch's additions.
+    fn overlay_extreme(&self, prefix: &[u8], last: bool) -> Option<Vec<u8>> {
+        let lo = (cf::IDX_MAILBOX_THREAD, prefix.to_vec());
+        let mut added = self
+            .index
+            .range(lo..)
+            .take_while(|((c, k), _)| *c == cf::IDX_MAILBOX_THREAD && k.starts_with(prefix))
+            .filter(|(_, e)| e.post.is_some())
+            .map(|((_, k), _)| k);
+        let found = if last { added.last() } else { added.next() };
+        found.cloned()
+    }
+
     /// The first (or last) member of a mailbox-thread pair, before this batch and after it.
     fn pair_extreme(&self, prefix: &[u8], last: bool) -> Result<BeforeAfter> {
         let snap = self.store.db.snapshot();
@@ -665,14 +752,7 @@ impl<'s> Batch<'s> {
             }
         }
         it.status()?;
-        let lo = (cf::IDX_MAILBOX_THREAD, prefix.to_vec());
-        let added = self
-            .index
-            .range(lo..)
-            .take_while(|((c, k), _)| *c == cf::IDX_MAILBOX_THREAD && k.starts_with(prefix))
-            .filter(|(_, e)| e.post.is_some())
-            .map(|((_, k), _)| k.clone());
-        let overlay = if last { added.max() } else { added.min() };
+        let overlay = self.overlay_extreme(prefix, last);
         let after = match (db_after, overlay) {
             (Some(x), Some(y)) => Some(if last { x.max(y) } else { x.min(y) }),
             (x, y) => x.or(y),
@@ -690,11 +770,21 @@ impl<'s> Batch<'s> {
         let mut head_additions = Vec::new();
         for (m, t) in std::mem::take(&mut self.pairs) {
             let prefix = Key::account(a).lp(&m).lp(&t).into_vec();
+            // The thread had no email in this mailbox before the batch (its counter says so):
+            // nothing on disk to scan, only this batch's additions.
+            let empty_before = self
+                .threads
+                .get(&t)
+                .is_some_and(|agg| agg.before.per_mailbox.get(&m).copied().unwrap_or(0) == 0);
             for (dir, last) in [
                 (view::NEWEST_PER_THREAD, true),
                 (view::OLDEST_PER_THREAD, false),
             ] {
-                let (before, after) = self.pair_extreme(&prefix, last)?;
+                let (before, after) = if empty_before {
+                    (None, self.overlay_extreme(&prefix, last))
+                } else {
+                    self.pair_extreme(&prefix, last)?
+                };
                 if before == after {
                     continue;
                 }

@@ -107,6 +107,17 @@
 //! mailbox and an unread email anywhere in the account). An Email without a thread id counts as
 //! its own thread (thread id = email id).
 //!
+//! # Batched reads for sync drivers
+//!
+//! Sync cursors double as a private key-value space for an adapter's sync driver (any name,
+//! written atomically with the records through [`Commit::set_cursor`] /
+//! [`Commit::clear_cursor`]). [`Store::cursors`] reads many of them in one multi-get,
+//! [`Store::cursors_with_prefix`] scans a name prefix, and [`Store::objects`] multi-gets
+//! objects without computing a state, so a driver building a 500-message batch does a few
+//! multi-gets instead of thousands of point reads. [`Store::commit`] itself reads the
+//! current objects and Email facts its operations touch in two multi-gets up front, and
+//! skips the on-disk scans of threads that did not exist before the commit.
+//!
 //! # Async
 //!
 //! [`Store`] is blocking. [`AsyncStore`] runs every call on tokio's blocking pool. Each commit

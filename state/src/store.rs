@@ -361,6 +361,78 @@ impl Store {
         )
     }
 
+    /// Several sync cursors in one multi-get, from one snapshot, in the order of `names`.
+    /// Sync cursors double as a private key-value space for adapters and the sync driver
+    /// (any name, written atomically with a [`crate::Commit`]); this is its batched read.
+    pub fn cursors<N: AsRef<[u8]>>(
+        &self,
+        a: AccountId,
+        names: &[N],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let snap = self.db.snapshot();
+        let ro = Self::snapshot_opts(&snap);
+        let cfh = self.cf(cf::SYNC_CURSORS)?;
+        let keys: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| keys::cursor_key(a, n.as_ref()))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for r in self.db.multi_get_cf_opt(keys.iter().map(|k| (cfh, k)), &ro) {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
+    /// Every sync cursor whose name starts with `prefix`, as (name, value) in name order,
+    /// from one snapshot: a prefix scan over the private key-value space.
+    pub fn cursors_with_prefix(
+        &self,
+        a: AccountId,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let snap = self.db.snapshot();
+        let full = keys::cursor_key(a, prefix);
+        let skip = keys::cursor_key(a, b"").len();
+        let mut it = self.prefix_iter(&snap, cf::SYNC_CURSORS, &full)?;
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while let Some((k, v)) = it.item() {
+            out.push((k[skip..].to_vec(), v.to_vec()));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// Several objects of one type without a state, in one multi-get (for code that reads
+    /// what it is about to rewrite, such as a sync driver building a batch).
+    pub fn objects(
+        &self,
+        a: AccountId,
+        t: DataType,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cfh = self.cf(cf::OBJECTS)?;
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| keys::object_key(a, t, id.as_bytes()))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for r in self
+            .db
+            .multi_get_cf_opt(keys.iter().map(|k| (cfh, k)), &ReadOptions::default())
+        {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
     /// Counts of a mailbox (all zero for an unknown one).
     pub fn mailbox_counts(&self, a: AccountId, mailbox: &ObjectId) -> Result<MailboxCounts> {
         self.counts_raw(&ReadOptions::default(), a, mailbox.as_bytes())
@@ -599,5 +671,51 @@ mod deploy_tests {
         store.signal_shutdown();
         assert!(*rx.borrow() && store.is_shutting_down());
         assert!(*store.shutdown_signal().borrow());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod batched_read_tests {
+    use super::*;
+    use crate::Commit;
+
+    #[test]
+    fn cursors_are_read_in_bulk_and_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let (a, b) = (AccountId(1), AccountId(2));
+        let mut c = Commit::new(a);
+        c.set_cursor("loc/m1/1", "e1")
+            .set_cursor("loc/m1/2", "e2")
+            .set_cursor("loc/m2/1", "e3")
+            .set_cursor("mid/x", "t1");
+        store.commit(c).unwrap();
+        let mut c = Commit::new(b);
+        c.set_cursor("loc/m1/9", "other account");
+        store.commit(c).unwrap();
+
+        let got = store.cursors(a, &["loc/m1/2", "nope", "mid/x"]).unwrap();
+        assert_eq!(got, vec![Some(b"e2".to_vec()), None, Some(b"t1".to_vec())]);
+        assert!(store.cursors::<&str>(a, &[]).unwrap().is_empty());
+        let scan = store.cursors_with_prefix(a, b"loc/m1/").unwrap();
+        assert_eq!(
+            scan,
+            vec![
+                (b"loc/m1/1".to_vec(), b"e1".to_vec()),
+                (b"loc/m1/2".to_vec(), b"e2".to_vec())
+            ]
+        );
+        let id = ObjectId::new("x").unwrap();
+        let mut c = Commit::new(a);
+        c.put(DataType::Identity, id.clone(), b"v".to_vec());
+        store.commit(c).unwrap();
+        let missing = ObjectId::new("y").unwrap();
+        assert_eq!(
+            store
+                .objects(a, DataType::Identity, &[missing, id])
+                .unwrap(),
+            vec![None, Some(b"v".to_vec())]
+        );
     }
 }
