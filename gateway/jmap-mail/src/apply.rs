@@ -13,7 +13,7 @@ use crate::records::{
     EmailRecord, MailboxCopies, MailboxRecord, email_id, mailbox_id, thread_id_for_email,
     thread_id_for_hint,
 };
-use crate::tx::{Tx, TxStats, names};
+use crate::tx::{Carry, Tx, TxStats, names};
 
 /// The uid a (mailbox, uid) entry points at, if the Email still has that copy.
 fn located(tx: &mut Tx<'_>, mailbox: &str, uid: &str) -> state::Result<Option<EmailRecord>> {
@@ -102,8 +102,10 @@ fn assign_thread(tx: &mut Tx<'_>, rec: &EmailRecord, hint: Option<&str>) -> stat
         }
     };
     for r in refs {
-        if !linked_elsewhere.contains(r) {
-            tx.set(names::msgid(r), thread.clone());
+        let name = names::msgid(r);
+        // Unchanged entries are not rewritten (a reply names its parent, usually known).
+        if !linked_elsewhere.contains(r) && tx.get_str(&name)?.as_deref() != Some(&thread) {
+            tx.set(name, thread.clone());
         }
     }
     Ok(thread)
@@ -131,11 +133,12 @@ fn merge_thread(tx: &mut Tx<'_>, from: &str, into: &str) -> state::Result<()> {
 fn new_record(
     tx: &mut Tx<'_>,
     m: &RemoteMessage,
+    parsed: Option<headers::ParsedHeaders>,
     mailbox: &str,
     epoch: u32,
 ) -> state::Result<EmailRecord> {
     let id = email_id(&m.fingerprint);
-    let h = headers::parse(&m.header_block);
+    let h = parsed.unwrap_or_else(|| headers::parse(&m.header_block));
     let mut copies = MailboxCopies {
         epoch,
         ..MailboxCopies::default()
@@ -180,14 +183,115 @@ pub struct BatchApplied {
     pub commit_time: std::time::Duration,
 }
 
-/// Applies one batch of one mailbox (JMAP id `mailbox`) and its cursor in one commit.
+/// Reads ahead, in a few multi-gets, everything applying `batch` will look up: the
+/// mailbox's epoch, the uid → Email entries, the Emails, and for new messages the
+/// Message-ID → thread entries with those threads' aliases and subjects. Returns the parsed
+/// headers of the new messages, by position in the batch.
+fn prefetch(
+    tx: &mut Tx<'_>,
+    mailbox: &str,
+    batch: &SyncBatch,
+) -> state::Result<HashMap<usize, headers::ParsedHeaders>> {
+    let uid_of = |c: &MessageChange| -> String {
+        match c {
+            MessageChange::Upsert(m) => m.uid.clone(),
+            MessageChange::Keywords { uid, .. } | MessageChange::Removed { uid } => uid.clone(),
+        }
+    };
+    let mut kv = vec![names::epoch(mailbox), names::resetting(mailbox)];
+    kv.extend(
+        batch
+            .changes
+            .iter()
+            .map(|c| names::loc(mailbox, &uid_of(c))),
+    );
+    tx.preload_kv(kv)?;
+    let mut ids: Vec<String> = Vec::with_capacity(batch.changes.len());
+    let mut new_ids: Vec<Option<String>> = Vec::with_capacity(batch.changes.len());
+    for c in &batch.changes {
+        if let Some(id) = tx.get_str(&names::loc(mailbox, &uid_of(c)))? {
+            ids.push(id);
+        }
+        match c {
+            MessageChange::Upsert(m) => {
+                let id = email_id(&m.fingerprint).as_str().to_owned();
+                ids.push(id.clone());
+                new_ids.push(Some(id));
+            }
+            _ => new_ids.push(None),
+        }
+    }
+    tx.preload_emails(ids)?;
+    let mut parsed = HashMap::new();
+    let mut mids: Vec<Vec<u8>> = Vec::new();
+    for (i, (c, id)) in batch.changes.iter().zip(new_ids).enumerate() {
+        let (MessageChange::Upsert(m), Some(id)) = (c, id) else {
+            continue;
+        };
+        if tx.email_exists(&id)? {
+            continue;
+        }
+        let h = headers::parse(&m.header_block);
+        if m.thread_hint.is_none() {
+            for r in h
+                .message_id
+                .iter()
+                .chain(&h.in_reply_to)
+                .chain(&h.references)
+            {
+                mids.push(names::msgid(r));
+            }
+        }
+        parsed.insert(i, h);
+    }
+    tx.preload_kv(mids.iter().cloned())?;
+    let mut threads: Vec<Vec<u8>> = Vec::new();
+    for n in &mids {
+        if let Some(t) = tx.get_str(n)? {
+            threads.push(names::alias(&t));
+            threads.push(names::subject(&t));
+        }
+    }
+    tx.preload_kv(threads)?;
+    Ok(parsed)
+}
+
+/// Applies one batch of one mailbox (JMAP id `mailbox`) and its cursor in one commit (the
+/// driver does the same in two steps, building the next batch while this one commits).
+#[cfg(test)]
 pub(crate) fn apply_batch(
     store: &Store,
     account: AccountId,
     mailbox: &str,
     batch: &SyncBatch,
 ) -> state::Result<BatchApplied> {
-    let mut tx = Tx::new(store, account);
+    let built = build_batch(Tx::new(store, account), mailbox, batch, false)?;
+    let started = std::time::Instant::now();
+    let committed = store.commit(built.commit)?;
+    Ok(BatchApplied {
+        committed,
+        stats: built.stats,
+        commit_time: started.elapsed(),
+    })
+}
+
+/// A batch turned into a commit, not yet committed.
+pub(crate) struct Built {
+    pub commit: state::Commit,
+    pub stats: TxStats,
+    /// The batch's writes, for building the next batch before this one has landed.
+    pub carry: Carry,
+}
+
+/// Reads and builds what applying `batch` writes, in `tx` (a new transaction, or one
+/// continuing from the previous batch's carry); `carry`: keep this batch's writes.
+pub(crate) fn build_batch(
+    mut tx: Tx<'_>,
+    mailbox: &str,
+    batch: &SyncBatch,
+    carry: bool,
+) -> state::Result<Built> {
+    let mut parsed = prefetch(&mut tx, mailbox, batch)?;
     let mut epoch: u32 = tx
         .get_str(&names::epoch(mailbox))?
         .and_then(|e| e.parse().ok())
@@ -197,7 +301,7 @@ pub(crate) fn apply_batch(
         tx.set(names::epoch(mailbox), epoch.to_string());
         tx.set(names::resetting(mailbox), "1");
     }
-    for change in &batch.changes {
+    for (i, change) in batch.changes.iter().enumerate() {
         match change {
             MessageChange::Upsert(m) => {
                 let id = email_id(&m.fingerprint);
@@ -221,7 +325,7 @@ pub(crate) fn apply_batch(
                         copies.uids.insert(m.uid.clone(), m.keywords.clone());
                         rec
                     }
-                    None => new_record(&mut tx, m, mailbox, epoch)?,
+                    None => new_record(&mut tx, m, parsed.remove(&i), mailbox, epoch)?,
                 };
                 tx.set(names::loc(mailbox, &m.uid), rec.id.clone());
                 tx.put_email(rec);
@@ -266,13 +370,11 @@ pub(crate) fn apply_batch(
         tx.del(names::resetting(mailbox));
     }
     tx.set(names::sync(mailbox), batch.cursor.clone());
-    let (commit, stats) = tx.into_commit();
-    let started = std::time::Instant::now();
-    let committed = store.commit(commit)?;
-    Ok(BatchApplied {
-        committed,
+    let (commit, stats, carry) = tx.into_commit_and_carry(carry);
+    Ok(Built {
+        commit,
         stats,
-        commit_time: started.elapsed(),
+        carry,
     })
 }
 
@@ -659,5 +761,96 @@ mod tests {
         .expect("remove");
         let e = email(&s, email_id("fp:a@x").as_str()).expect("still there");
         assert_eq!(e.mailbox_ids().collect::<Vec<_>>(), ["M2"]);
+    }
+}
+
+/// `cargo test --release -p jmap-mail profile_initial_sync -- --ignored --nocapture`:
+/// prints how long applying initial-sync batches takes (no IMAP involved). Asserts nothing
+/// about time.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod profile {
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    use state::{AccountId, Durability, Store, StoreConfig};
+    use upstream::{MessageChange, RemoteMessage, SyncBatch};
+
+    use super::apply_batch;
+
+    fn synthetic(i: usize) -> RemoteMessage {
+        let thread = i / 5;
+        let mut h = format!(
+            "From: Sender {} <sender{}@example.test>\r\nTo: tester <tester@example.test>\r\n\
+             Subject: {}Bench thread {thread}\r\nDate: Thu, 01 Jan 2026 10:00:00 +0000\r\n\
+             Message-ID: <bench-{thread}-{}@example.test>\r\n",
+            i % 17,
+            i % 17,
+            if i.is_multiple_of(5) { "" } else { "Re: " },
+            i % 5
+        );
+        if !i.is_multiple_of(5) {
+            h.push_str(&format!(
+                "In-Reply-To: <bench-{thread}-0@example.test>\r\nReferences: <bench-{thread}-0@example.test>\r\n"
+            ));
+        }
+        h.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+        RemoteMessage {
+            uid: (i + 1).to_string(),
+            fingerprint: crate::records::email_id(&h).as_str().to_owned(),
+            thread_hint: None,
+            keywords: BTreeSet::new(),
+            received_at: 1_767_000_000 + i as i64,
+            size: 800,
+            header_block: h.into_bytes(),
+            preview: Some(format!("Body of bench message {i}. Some more text")),
+            has_attachment: false,
+        }
+    }
+
+    #[test]
+    #[ignore = "a profile, not a test: run it by name with --ignored --nocapture"]
+    fn profile_initial_sync() {
+        let n: usize = std::env::var("PROFILE_MESSAGES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreConfig {
+                durability: Durability::default(),
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap();
+        let start = Instant::now();
+        let mut commit = std::time::Duration::ZERO;
+        let mut hi = n;
+        while hi > 0 {
+            let lo = hi.saturating_sub(500);
+            let changes = (lo..hi)
+                .rev()
+                .map(|i| MessageChange::Upsert(synthetic(i)))
+                .collect();
+            let b = SyncBatch {
+                mailbox: "INBOX".into(),
+                reset: false,
+                changes,
+                cursor: b"c".to_vec(),
+                complete: false,
+                progress: None,
+            };
+            let r = apply_batch(&store, AccountId(1), "Minbox", &b).unwrap();
+            commit += r.commit_time;
+            hi = lo;
+        }
+        let total = start.elapsed();
+        println!(
+            "{n} messages: {:.3} s, {:.1} µs/message ({:.1} µs in Store::commit)",
+            total.as_secs_f64(),
+            total.as_secs_f64() * 1e6 / n as f64,
+            commit.as_secs_f64() * 1e6 / n as f64
+        );
     }
 }

@@ -21,7 +21,7 @@ use upstream::{
 
 use crate::apply::{self, Listed};
 use crate::records::{EmailRecord, MailboxRecord};
-use crate::tx::names;
+use crate::tx::{Carry, Pending, Tx, names};
 
 /// What can stop a sync step.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +95,7 @@ struct Inner {
     upstream: Arc<dyn Upstream>,
     opts: SyncOptions,
     /// Serializes read-modify-commit of this account's records.
-    commit_lock: tokio::sync::Mutex<()>,
+    commit_lock: Arc<tokio::sync::Mutex<()>>,
     /// One sync pass per mailbox at a time.
     pass_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The last listing, reconciled.
@@ -135,46 +135,81 @@ fn store_err(e: state::Error) -> UpstreamError {
 
 /// The sink handed to the adapter: each batch and its cursor become one commit.
 ///
-/// Commits overlap the adapter's next fetch: `apply` waits for the previous batch's commit
-/// (reporting its error, if any), starts this one and returns; the last batch of a pass
-/// (`complete`) is awaited before returning, and [`Sink::settle`] awaits whatever is still
-/// in flight when the pass ends. Batches are committed strictly in order.
+/// Batches are pipelined three ways: the adapter fetches batch N+2 while batch N+1 is built
+/// (read and turned into a `Commit` on the blocking pool) and batch N commits. Building N+1
+/// before N has landed is safe because N's writes are handed over as a [`Carry`] that the
+/// new transaction treats as committed, and the account's commit lock is held throughout,
+/// so nothing else writes in between; index scans (thread merges, resets) wait for N.
+/// Every [`MAX_CHAINED`] batches the pipeline drains and the lock is let go once, so
+/// write-through and other mailboxes are not starved by a long initial sync. Batches are
+/// committed strictly in order; the last one of a pass (`complete`) is awaited before
+/// returning, and [`Sink::settle`] awaits whatever is still in flight when the pass ends.
 struct Sink {
     inner: Arc<Inner>,
     mailbox_id: String,
     remote_id: String,
-    inflight: Option<tokio::task::JoinHandle<Result<(), UpstreamError>>>,
+    inflight: Option<Inflight>,
+}
+
+/// Batches built on a predecessor's carry before the pipeline drains once.
+const MAX_CHAINED: u32 = 8;
+
+/// A batch committing in the background.
+struct Inflight {
+    task: tokio::task::JoinHandle<Result<(), UpstreamError>>,
+    /// Finished when the commit has landed (or failed).
+    pending: Arc<Pending>,
+    /// The batch's writes, for building the next one meanwhile.
+    carry: Carry,
+    /// The account's commit lock, held from this chain's first build to its last commit.
+    guard: Arc<tokio::sync::OwnedMutexGuard<()>>,
+    chained: u32,
+}
+
+async fn join(
+    task: tokio::task::JoinHandle<Result<(), UpstreamError>>,
+) -> Result<(), UpstreamError> {
+    task.await
+        .map_err(|e| UpstreamError::Unavailable(format!("commit task failed: {e}")))?
 }
 
 impl Sink {
     async fn settle(&mut self) -> Result<(), UpstreamError> {
         match self.inflight.take() {
-            Some(h) => h
-                .await
-                .map_err(|e| UpstreamError::Unavailable(format!("commit task failed: {e}")))?,
+            Some(f) => join(f.task).await,
             None => Ok(()),
         }
     }
 }
 
-async fn commit_batch(
+/// Marks a pending commit finished however its task ends.
+struct Finish(Arc<Pending>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+async fn commit_built(
     inner: Arc<Inner>,
-    mailbox_id: String,
     remote_id: String,
-    batch: SyncBatch,
+    batch: Arc<SyncBatch>,
+    commit: state::Commit,
+    stats: crate::tx::TxStats,
+    pending: Arc<Pending>,
+    _guard: Arc<tokio::sync::OwnedMutexGuard<()>>,
 ) -> Result<(), UpstreamError> {
+    let _finish = Finish(pending);
     let changes = batch.changes.len();
     let (progress, complete, reset) = (batch.progress, batch.complete, batch.reset);
     let started = std::time::Instant::now();
-    let applied = {
-        let _g = inner.commit_lock.lock().await;
-        let a = inner.account;
-        inner
-            .store
-            .run(move |s| apply::apply_batch(s, a, &mailbox_id, &batch))
-            .await
-            .map_err(store_err)?
-    };
+    inner
+        .store
+        .run(move |s| s.commit(commit))
+        .await
+        .map_err(store_err)?;
+    let commit_ms = started.elapsed().as_millis() as u64;
     inner.progress.send_modify(|p| {
         p.batches += 1;
         let e = p.mailboxes.entry(remote_id.clone()).or_default();
@@ -188,29 +223,89 @@ async fn commit_batch(
         tracing::info!(account = %inner.account, mailbox = %remote_id, done, total, "initial sync progress");
     }
     tracing::debug!(account = %inner.account, mailbox = %remote_id, changes, complete, reset,
-        written = applied.stats.emails_written, destroyed = applied.stats.emails_destroyed,
-        took_ms = started.elapsed().as_millis() as u64,
-        commit_ms = applied.commit_time.as_millis() as u64, "batch committed");
+        written = stats.emails_written, destroyed = stats.emails_destroyed,
+        commit_ms, "batch committed");
     Ok(())
 }
 
 impl SyncSink for Sink {
     fn apply(&mut self, batch: SyncBatch) -> BoxFuture<'_, Result<(), UpstreamError>> {
         Box::pin(async move {
-            self.settle().await?;
+            let prev = match self.inflight.take() {
+                Some(f) if f.chained < MAX_CHAINED => Some(f),
+                Some(f) => {
+                    // Drain: the lock is released once the commit lands.
+                    join(f.task).await?;
+                    None
+                }
+                None => None,
+            };
+            let (guard, carry, chained, prev_task) = match prev {
+                Some(f) => (
+                    f.guard,
+                    Some((f.carry, f.pending)),
+                    f.chained + 1,
+                    Some(f.task),
+                ),
+                None => (
+                    Arc::new(self.inner.commit_lock.clone().lock_owned().await),
+                    None,
+                    0,
+                    None,
+                ),
+            };
             let complete = batch.complete;
-            let task = commit_batch(
+            let batch = Arc::new(batch);
+            let a = self.inner.account;
+            let (mailbox_id, for_build) = (self.mailbox_id.clone(), batch.clone());
+            let started = std::time::Instant::now();
+            let built = self
+                .inner
+                .store
+                .run(move |s| {
+                    let tx = match carry {
+                        Some((c, pending)) => Tx::continuing(s, a, c, Some(pending)),
+                        None => Tx::new(s, a),
+                    };
+                    apply::build_batch(tx, &mailbox_id, &for_build, true)
+                })
+                .await;
+            tracing::trace!(
+                build_ms = started.elapsed().as_millis() as u64,
+                chained,
+                "batch built"
+            );
+            // The previous batch lands before this one commits.
+            if let Some(t) = prev_task {
+                join(t).await?;
+            }
+            let apply::Built {
+                commit,
+                stats,
+                carry,
+            } = built.map_err(store_err)?;
+            let pending = Arc::new(Pending::default());
+            let task = tokio::spawn(commit_built(
                 self.inner.clone(),
-                self.mailbox_id.clone(),
                 self.remote_id.clone(),
                 batch,
-            );
+                commit,
+                stats,
+                pending.clone(),
+                guard.clone(),
+            ));
             if complete {
-                task.await
-            } else {
-                self.inflight = Some(tokio::spawn(task));
-                Ok(())
+                drop(guard);
+                return join(task).await;
             }
+            self.inflight = Some(Inflight {
+                task,
+                pending,
+                carry,
+                guard,
+                chained,
+            });
+            Ok(())
         })
     }
 }
@@ -228,7 +323,7 @@ impl AccountSync {
                 account,
                 upstream,
                 opts,
-                commit_lock: tokio::sync::Mutex::new(()),
+                commit_lock: Arc::new(tokio::sync::Mutex::new(())),
                 pass_locks: Mutex::new(HashMap::new()),
                 mailboxes: Mutex::new(Vec::new()),
                 progress: tokio::sync::watch::channel(SyncProgress::default()).0,

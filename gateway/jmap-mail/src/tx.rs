@@ -54,6 +54,39 @@ pub(crate) mod names {
     }
 }
 
+/// The writes of a transaction whose commit may still be in flight, handed to the next
+/// transaction of the same account as what the store holds (the sync driver builds batch
+/// N+1 while batch N commits, under the same commit lock, so nothing else writes between).
+/// Emails are kept serialized and parsed only if read again.
+#[derive(Debug, Default)]
+pub(crate) struct Carry {
+    kv: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    emails: HashMap<String, Option<Vec<u8>>>,
+}
+
+/// A commit in flight: reads that the carry cannot answer (index scans) wait for it.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    done: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Pending {
+    /// Marks the commit finished (landed or failed).
+    pub fn finish(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Blocks until [`Pending::finish`]. Blocking code only.
+    pub fn wait(&self) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            done = self.cv.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
 /// What a transaction changed, for progress and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TxStats {
@@ -70,6 +103,13 @@ pub(crate) struct Tx<'s> {
     mailbox_order: Vec<String>,
     kv: HashMap<Vec<u8>, Option<Vec<u8>>>,
     kv_order: Vec<Vec<u8>>,
+    /// Committed values read ahead in bulk ([`Tx::preload_kv`], [`Tx::preload_emails`]):
+    /// what the store holds, consulted after this transaction's own writes.
+    kv_read: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    emails_read: HashMap<String, Option<EmailRecord>>,
+    /// The previous transaction's Emails, serialized, while its commit may be in flight.
+    emails_carried: HashMap<String, Option<Vec<u8>>>,
+    pending: Option<std::sync::Arc<Pending>>,
     /// Emails given a thread in this transaction, per thread (not yet in the store's index).
     pub thread_members: HashMap<String, Vec<String>>,
     pub stats: TxStats,
@@ -86,8 +126,33 @@ impl<'s> Tx<'s> {
             mailbox_order: Vec::new(),
             kv: HashMap::new(),
             kv_order: Vec::new(),
+            kv_read: HashMap::new(),
+            emails_read: HashMap::new(),
+            emails_carried: HashMap::new(),
+            pending: None,
             thread_members: HashMap::new(),
             stats: TxStats::default(),
+        }
+    }
+
+    /// A transaction that sees `carry` (the previous transaction's writes) as committed;
+    /// index scans first wait for `pending`, the commit that writes it.
+    pub fn continuing(
+        store: &'s Store,
+        account: AccountId,
+        carry: Carry,
+        pending: Option<std::sync::Arc<Pending>>,
+    ) -> Tx<'s> {
+        let mut tx = Tx::new(store, account);
+        tx.kv_read = carry.kv;
+        tx.emails_carried = carry.emails;
+        tx.pending = pending;
+        tx
+    }
+
+    fn wait_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.wait();
         }
     }
 
@@ -95,13 +160,76 @@ impl<'s> Tx<'s> {
         if let Some(e) = self.emails.get(id) {
             return Ok(e.clone());
         }
+        if let Some(e) = self.emails_read.get(id) {
+            return Ok(e.clone());
+        }
+        if let Some(b) = self.emails_carried.get(id) {
+            let rec = b.as_deref().and_then(EmailRecord::from_bytes);
+            self.emails_read.insert(id.to_owned(), rec.clone());
+            return Ok(rec);
+        }
         let Ok(oid) = ObjectId::new(id) else {
             return Ok(None);
         };
-        Ok(self
+        let rec = self
             .store
             .get(self.account, DataType::Email, &oid)?
-            .and_then(|b| EmailRecord::from_bytes(&b)))
+            .and_then(|b| EmailRecord::from_bytes(&b));
+        self.emails_read.insert(id.to_owned(), rec.clone());
+        Ok(rec)
+    }
+
+    /// Whether an Email exists (this transaction's writes first, then the store).
+    pub fn email_exists(&mut self, id: &str) -> state::Result<bool> {
+        if let Some(e) = self.emails.get(id) {
+            return Ok(e.is_some());
+        }
+        Ok(self.email(id)?.is_some())
+    }
+
+    /// Reads the committed Emails among `ids` in one multi-get, so later [`Tx::email`]
+    /// calls are answered from memory.
+    pub fn preload_emails(&mut self, ids: impl IntoIterator<Item = String>) -> state::Result<()> {
+        let mut want: Vec<String> = Vec::new();
+        let mut oids: Vec<ObjectId> = Vec::new();
+        for id in ids {
+            if self.emails.contains_key(&id)
+                || self.emails_read.contains_key(&id)
+                || self.emails_carried.contains_key(&id)
+            {
+                continue;
+            }
+            let Ok(oid) = ObjectId::new(id.clone()) else {
+                continue;
+            };
+            self.emails_read.insert(id.clone(), None);
+            want.push(id);
+            oids.push(oid);
+        }
+        let blobs = self.store.objects(self.account, DataType::Email, &oids)?;
+        for (id, b) in want.into_iter().zip(blobs) {
+            self.emails_read
+                .insert(id, b.and_then(|b| EmailRecord::from_bytes(&b)));
+        }
+        Ok(())
+    }
+
+    /// Reads the committed values of `names` in one multi-get, so later [`Tx::get`] calls
+    /// are answered from memory.
+    pub fn preload_kv(&mut self, names: impl IntoIterator<Item = Vec<u8>>) -> state::Result<()> {
+        let mut want: Vec<Vec<u8>> = Vec::new();
+        for n in names {
+            if self.kv.contains_key(&n) || self.kv_read.contains_key(&n) {
+                continue;
+            }
+            self.kv_read.insert(n.clone(), None);
+            want.push(n);
+        }
+        let values = self.store.cursors(self.account, &want)?;
+        for (n, v) in want.into_iter().zip(values) {
+            self.kv_read.insert(n, v);
+        }
+        Ok(())
     }
 
     pub fn put_email(&mut self, rec: EmailRecord) {
@@ -138,7 +266,12 @@ impl<'s> Tx<'s> {
         if let Some(v) = self.kv.get(name) {
             return Ok(v.clone());
         }
-        self.store.cursor(self.account, name)
+        if let Some(v) = self.kv_read.get(name) {
+            return Ok(v.clone());
+        }
+        let v = self.store.cursor(self.account, name)?;
+        self.kv_read.insert(name.to_vec(), v.clone());
+        Ok(v)
     }
 
     pub fn get_str(&mut self, name: &[u8]) -> state::Result<Option<String>> {
@@ -162,6 +295,7 @@ impl<'s> Tx<'s> {
     /// Ids of the Emails in a mailbox: committed ones from the store's index, plus those
     /// this transaction placed there.
     pub fn emails_in(&mut self, mailbox: &str) -> state::Result<Vec<String>> {
+        self.wait_pending();
         let mut out = Vec::new();
         if let Ok(m) = ObjectId::new(mailbox) {
             let q = EmailQuery {
@@ -196,6 +330,7 @@ impl<'s> Tx<'s> {
 
     /// Emails of a thread: committed ones plus those this transaction put in it.
     pub fn thread_emails(&mut self, thread: &str) -> state::Result<Vec<String>> {
+        self.wait_pending();
         let mut out: Vec<String> = match ObjectId::new(thread) {
             Ok(t) => self
                 .store
@@ -214,6 +349,13 @@ impl<'s> Tx<'s> {
     }
 
     pub fn into_commit(self) -> (Commit, TxStats) {
+        let (c, stats, _) = self.into_commit_and_carry(false);
+        (c, stats)
+    }
+
+    /// The commit, and (when `carry`) this transaction's writes for the next one.
+    pub fn into_commit_and_carry(self, carry: bool) -> (Commit, TxStats, Carry) {
+        let mut next = Carry::default();
         let mut c = Commit::new(self.account);
         let mut stats = self.stats;
         let mut emails = self.emails;
@@ -225,10 +367,17 @@ impl<'s> Tx<'s> {
                 Some(Some(rec)) => {
                     stats.emails_written += 1;
                     let facts = rec.facts();
-                    c.put_email(oid, rec.to_bytes(), facts);
+                    let bytes = rec.to_bytes();
+                    if carry {
+                        next.emails.insert(id, Some(bytes.clone()));
+                    }
+                    c.put_email(oid, bytes, facts);
                 }
                 Some(None) => {
                     stats.emails_destroyed += 1;
+                    if carry {
+                        next.emails.insert(id, None);
+                    }
                     c.destroy(DataType::Email, oid);
                 }
                 None => {}
@@ -251,7 +400,11 @@ impl<'s> Tx<'s> {
         }
         let mut kv = self.kv;
         for name in self.kv_order {
-            match kv.remove(&name) {
+            let value = kv.remove(&name);
+            if carry && let Some(v) = &value {
+                next.kv.insert(name.clone(), v.clone());
+            }
+            match value {
                 Some(Some(v)) => {
                     c.set_cursor(name, v);
                 }
@@ -261,6 +414,6 @@ impl<'s> Tx<'s> {
                 None => {}
             }
         }
-        (c, stats)
+        (c, stats, next)
     }
 }
