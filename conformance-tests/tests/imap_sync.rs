@@ -73,7 +73,7 @@ Content-Type: text/plain; charset=koi8-r\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4\r\n"
                 "second reply",
             ),
         ),
-        // The missing middle message links both.
+        // The middle message links both.
         (
             "INBOX",
             "",
@@ -166,8 +166,10 @@ async fn initial_sync_matches_upstream_exactly_ids_and_threads_included() {
     // The preview comes from Dovecot's PREVIEW.
     assert_eq!(by_msgid["other@example.test"].preview, "unrelated");
 
-    // Threads: the three "Re: Plans" are one thread (the middle one merged the branches);
-    // the unrelated "Plans" stands alone; each other message has its own.
+    // Threads: the three "Re: Plans" are one thread (newest first, the middle message is
+    // synced before the first reply, or after the second one named it; either way they
+    // meet without any Email changing thread); the unrelated "Plans" stands alone; each
+    // other message has its own.
     let t = |m: &str| by_msgid[m].thread_id.clone();
     assert_eq!(t("r1@example.test"), t("mid@example.test"));
     assert_eq!(t("r2@example.test"), t("mid@example.test"));

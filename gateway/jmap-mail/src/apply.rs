@@ -2,7 +2,7 @@
 //! commit, and the mailbox list reconciled with stable ids. Blocking code: it runs on the
 //! store's blocking pool, under the account's commit lock.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use state::{AccountId, Committed, DataType, Store};
@@ -53,39 +53,49 @@ fn resolve_thread(tx: &mut Tx<'_>, mut t: String) -> state::Result<String> {
     Ok(t)
 }
 
-/// Assigns a new Email to a thread: upstream's hint when there is one, else the threads
-/// its Message-ID, In-Reply-To and References point at that share its base subject
-/// (merging them when it links several), else a new thread.
+/// Assigns a new Email to a thread: upstream's hint when there is one, else the nearest known
+/// relative with the same base subject — a message that already named this one (its own
+/// Message-ID is indexed), its parent (In-Reply-To), then its References from the nearest
+/// ancestor back — else a new thread.
+///
+/// Threads are never merged. When a late message links two existing threads it joins one
+/// and the Emails of the other keep their threadId: RFC 8621 §3 makes threadId immutable
+/// and allows a merge only by giving the moved Emails new ids, which would break ids that
+/// derive from the message. Later messages follow the index, so one conversation splits at
+/// most where upstream delivered out of order.
 fn assign_thread(tx: &mut Tx<'_>, rec: &EmailRecord, hint: Option<&str>) -> state::Result<String> {
     if let Some(h) = hint {
         return Ok(thread_id_for_hint(h));
     }
     let base = base_subject(rec.subject.as_deref());
-    let mut refs: Vec<&String> = Vec::new();
+    let mut ordered: Vec<&String> = Vec::new();
     for r in rec
         .message_id
         .iter()
         .chain(&rec.in_reply_to)
-        .chain(&rec.references)
+        .chain(rec.references.iter().rev())
     {
-        if !refs.contains(&r) {
-            refs.push(r);
+        if !ordered.contains(&r) {
+            ordered.push(r);
         }
     }
-    let mut candidates: BTreeSet<String> = BTreeSet::new();
-    let mut linked_elsewhere: HashSet<&String> = HashSet::new();
-    for r in &refs {
+    let mut chosen: Option<String> = None;
+    let mut known: HashSet<&String> = HashSet::new();
+    for r in &ordered {
         if let Some(t) = tx.get_str(&names::msgid(r))? {
-            let t = resolve_thread(tx, t)?;
-            let subject = tx.get_str(&names::subject(&t))?.unwrap_or_default();
-            if subject == base {
-                candidates.insert(t);
-            } else {
-                linked_elsewhere.insert(r);
+            known.insert(r);
+            if chosen.is_none() {
+                // Stores written before threads stopped merging may hold aliases.
+                let t = resolve_thread(tx, t)?;
+                let subject = tx.get_str(&names::subject(&t))?.unwrap_or_default();
+                if subject == base {
+                    chosen = Some(t);
+                }
             }
         }
     }
-    let thread = match candidates.iter().next() {
+    let thread = match chosen {
+        Some(t) => t,
         None => {
             let id = state::ObjectId::new(rec.id.clone())
                 .map_err(|_| state::Error::Corrupt("email id"))?;
@@ -93,41 +103,14 @@ fn assign_thread(tx: &mut Tx<'_>, rec: &EmailRecord, hint: Option<&str>) -> stat
             tx.set(names::subject(&t), base.clone());
             t
         }
-        Some(keep) => {
-            let keep = keep.clone();
-            for other in candidates.iter().filter(|t| **t != keep) {
-                merge_thread(tx, other, &keep)?;
-            }
-            keep
-        }
     };
-    for r in refs {
-        let name = names::msgid(r);
-        // Unchanged entries are not rewritten (a reply names its parent, usually known).
-        if !linked_elsewhere.contains(r) && tx.get_str(&name)?.as_deref() != Some(&thread) {
-            tx.set(name, thread.clone());
+    // Message-IDs nobody claimed yet lead here from now on; claimed ones stay where they are.
+    for r in ordered {
+        if !known.contains(r) {
+            tx.set(names::msgid(r), thread.clone());
         }
     }
     Ok(thread)
-}
-
-/// Moves every Email of `from` into `into` (a missing parent linked two threads).
-fn merge_thread(tx: &mut Tx<'_>, from: &str, into: &str) -> state::Result<()> {
-    tracing::debug!(from, into, "merging threads");
-    tx.set(names::alias(from), into.to_owned());
-    for id in tx.thread_emails(from)? {
-        if let Some(mut r) = tx.email(&id)?
-            && r.thread_id == from
-        {
-            r.thread_id = into.to_owned();
-            tx.thread_members
-                .entry(into.to_owned())
-                .or_default()
-                .push(id.clone());
-            tx.put_email(r);
-        }
-    }
-    Ok(())
 }
 
 fn new_record(
@@ -167,10 +150,6 @@ fn new_record(
         header_block: base64::engine::general_purpose::STANDARD.encode(&m.header_block),
     };
     rec.thread_id = assign_thread(tx, &rec, m.thread_hint.as_deref())?;
-    tx.thread_members
-        .entry(rec.thread_id.clone())
-        .or_default()
-        .push(rec.id.clone());
     Ok(rec)
 }
 
@@ -592,7 +571,7 @@ mod tests {
     const A: AccountId = AccountId(1);
 
     #[test]
-    fn a_missing_parent_merges_two_threads_and_subjects_keep_threads_apart() {
+    fn a_late_parent_joins_a_thread_without_moving_anyone_and_subjects_keep_threads_apart() {
         let (_d, s) = store();
         apply_batch(
             &s,
@@ -615,7 +594,10 @@ mod tests {
                 .expect(id)
                 .thread_id
         };
-        assert_ne!(t("r1@x"), t("r2@x"));
+        let (t1, t2) = (t("r1@x"), t("r2@x"));
+        assert_ne!(t1, t2);
+        // The middle message links both threads: it joins the one that already named it
+        // (r2's), and no Email changes thread (RFC 8621 §3: threadId is immutable).
         apply_batch(
             &s,
             A,
@@ -627,12 +609,26 @@ mod tests {
             ),
         )
         .expect("batch 2");
-        assert_eq!(t("r1@x"), t("mid@x"));
-        assert_eq!(t("r2@x"), t("mid@x"));
+        assert_eq!(t("mid@x"), t2);
+        assert_eq!(t("r1@x"), t1);
+        assert_eq!(t("r2@x"), t2);
         assert_ne!(t("other@x"), t("mid@x"));
         assert_ne!(t("else@x"), t("mid@x"), "another subject is another thread");
-        let thread = state::ObjectId::new(t("mid@x")).expect("id");
-        assert_eq!(s.thread_email_ids(A, &thread).expect("thread").len(), 3);
+        // A later reply to the root goes where the root's replies already are.
+        apply_batch(
+            &s,
+            A,
+            "M1",
+            &batch(
+                vec![up(msg(6, "Re: Plans", "r3@x", "<root@x>"))],
+                false,
+                true,
+            ),
+        )
+        .expect("batch 3");
+        assert_eq!(t("r3@x"), t1);
+        let thread = state::ObjectId::new(t2).expect("id");
+        assert_eq!(s.thread_email_ids(A, &thread).expect("thread").len(), 2);
     }
 
     #[test]

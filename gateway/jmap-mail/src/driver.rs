@@ -139,7 +139,7 @@ fn store_err(e: state::Error) -> UpstreamError {
 /// (read and turned into a `Commit` on the blocking pool) and batch N commits. Building N+1
 /// before N has landed is safe because N's writes are handed over as a [`Carry`] that the
 /// new transaction treats as committed, and the account's commit lock is held throughout,
-/// so nothing else writes in between; index scans (thread merges, resets) wait for N.
+/// so nothing else writes in between; index scans (resets) wait for N.
 /// Every [`MAX_CHAINED`] batches the pipeline drains and the lock is let go once, so
 /// write-through and other mailboxes are not starved by a long initial sync. Batches are
 /// committed strictly in order; the last one of a pass (`complete`) is awaited before

@@ -17,8 +17,9 @@
 //! - **Progress**: [`AccountSync::progress`] (done/total per mailbox in an initial sync,
 //!   batches, rounds, last error) and `tracing` at info level per committed batch.
 //! - **Threads.** Upstream's thread hint when given; else Message-ID / In-Reply-To /
-//!   References links between messages of the same base subject, merging threads when a
-//!   message links two of them (a missing parent arriving).
+//!   References links between messages of the same base subject (the nearest known relative
+//!   wins). Threads are never merged: an Email's threadId is immutable (RFC 8621 §3), so a
+//!   late message that links two threads joins one and nobody moves.
 //! - **Private indexes** (uid → Email, Message-ID → thread, reset epochs) live in the
 //!   store's sync-cursor space, written in the same batches (see `tx::names`).
 //!

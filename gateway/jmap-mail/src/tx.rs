@@ -32,7 +32,8 @@ pub(crate) mod names {
     pub fn msgid(id: &str) -> Vec<u8> {
         format!("mid/{}", short_hash(&id.to_ascii_lowercase())).into_bytes()
     }
-    /// A thread merged into another.
+    /// A thread merged into another (written by earlier versions, which merged threads;
+    /// still followed when read).
     pub fn alias(thread: &str) -> Vec<u8> {
         format!("tal/{thread}").into_bytes()
     }
@@ -110,8 +111,6 @@ pub(crate) struct Tx<'s> {
     /// The previous transaction's Emails, serialized, while its commit may be in flight.
     emails_carried: HashMap<String, Option<Vec<u8>>>,
     pending: Option<std::sync::Arc<Pending>>,
-    /// Emails given a thread in this transaction, per thread (not yet in the store's index).
-    pub thread_members: HashMap<String, Vec<String>>,
     pub stats: TxStats,
 }
 
@@ -130,7 +129,6 @@ impl<'s> Tx<'s> {
             emails_read: HashMap::new(),
             emails_carried: HashMap::new(),
             pending: None,
-            thread_members: HashMap::new(),
             stats: TxStats::default(),
         }
     }
@@ -322,26 +320,6 @@ impl<'s> Tx<'s> {
                 .is_some_and(|r| r.locations.contains_key(mailbox))
                 && !out.contains(id)
             {
-                out.push(id.clone());
-            }
-        }
-        Ok(out)
-    }
-
-    /// Emails of a thread: committed ones plus those this transaction put in it.
-    pub fn thread_emails(&mut self, thread: &str) -> state::Result<Vec<String>> {
-        self.wait_pending();
-        let mut out: Vec<String> = match ObjectId::new(thread) {
-            Ok(t) => self
-                .store
-                .thread_email_ids(self.account, &t)?
-                .into_iter()
-                .map(|i| i.as_str().to_owned())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        for id in self.thread_members.get(thread).into_iter().flatten() {
-            if !out.contains(id) {
                 out.push(id.clone());
             }
         }
