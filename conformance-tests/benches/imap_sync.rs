@@ -95,6 +95,53 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// Runs a command; returns its untagged lines and whether it ended OK.
+    async fn run_lines(&mut self, cmd: &str) -> (Vec<Vec<u8>>, bool) {
+        let tag = self.send(cmd.as_bytes()).await;
+        let mut out = Vec::new();
+        loop {
+            let r = self.next().await;
+            if r.starts_with(format!("{tag} ").as_bytes()) {
+                return (out, r.starts_with(format!("{tag} OK").as_bytes()));
+            }
+            out.push(r);
+        }
+    }
+}
+
+/// The test Dovecot has a quota (MESSAGE 100000): with the mailbox at the limit, every
+/// latency sample's APPEND would be refused (OVERQUOTA) and never seen. Expunges the oldest
+/// messages so the samples fit, before the driver starts.
+async fn make_room(port: u16, messages: usize, samples: usize) {
+    let mut r = Raw::connect(port).await;
+    let (lines, ok) = r.run_lines("GETQUOTAROOT INBOX").await;
+    let limit = lines
+        .iter()
+        .filter_map(|l| {
+            let s = String::from_utf8_lossy(l);
+            let at = s.find("MESSAGE ")?;
+            let mut nums = s[at + 8..]
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|x| !x.is_empty());
+            let _used = nums.next()?;
+            nums.next()?.parse::<usize>().ok()
+        })
+        .next();
+    let Some(limit) = limit.filter(|_| ok) else {
+        return;
+    };
+    if messages + samples <= limit {
+        return;
+    }
+    let n = messages + samples - limit;
+    r.run("SELECT INBOX").await;
+    r.run(&format!("STORE 1:{n} +FLAGS.SILENT (\\Deleted)"))
+        .await;
+    r.run("EXPUNGE").await;
+    eprintln!("expunged the {n} oldest messages: the server's quota allows {limit}");
+}
+
 fn synthetic(i: usize) -> Vec<u8> {
     let thread = i / 5;
     let mut m = format!(
@@ -247,11 +294,15 @@ async fn main() {
     );
 
     // Latency: the driver runs (NOTIFY push); a bare client IDLEs on the INBOX.
+    make_room(d.imap_port, messages, samples).await;
+    eprintln!("latency: starting the sync driver");
     h.start().await;
+    eprintln!("latency: driver running; connecting the idler");
     let mut idler = Raw::connect(d.imap_port).await;
     idler.run("EXAMINE INBOX").await;
     let idle_tag = idler.send(b"IDLE").await;
     assert!(idler.next().await.starts_with(b"+"));
+    eprintln!("latency: idler idling; connecting the appender");
     let mut appender = Raw::connect(d.imap_port).await;
     let mut states = h.store.subscribe(h.account).await.unwrap();
     let mut floor = Vec::with_capacity(samples);
@@ -263,10 +314,13 @@ async fn main() {
         let mut cmd = format!("APPEND INBOX {{{}+}}\r\n", m.len()).into_bytes();
         cmd.extend_from_slice(&m);
         let tag = appender.send(&cmd).await;
+        let idle_seen = std::cell::Cell::new(None);
+        let store_seen = std::cell::Cell::new(None);
         let idle = async {
             loop {
                 let r = idler.next().await;
                 if r.windows(6).any(|w| w == b"EXISTS") {
+                    idle_seen.set(Some(t0.elapsed()));
                     return t0.elapsed();
                 }
             }
@@ -275,11 +329,31 @@ async fn main() {
             loop {
                 states.changed().await.unwrap();
                 if states.borrow_and_update().get(DataType::Email) != before {
+                    store_seen.set(Some(t0.elapsed()));
                     return t0.elapsed();
                 }
             }
         };
-        let (a, b) = tokio::join!(idle, store);
+        // A sample that never completes is reported, not waited for forever.
+        let Ok((a, b)) =
+            tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(idle, store) })
+                .await
+        else {
+            let appended = tokio::time::timeout(Duration::from_secs(2), appender.next())
+                .await
+                .map(|r| String::from_utf8_lossy(&r).into_owned());
+            eprintln!("sample {k}: the appender's reply: {appended:?}");
+            let log = std::fs::read_to_string(d.dir.join("dovecot.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "sample {k}: APPEND not seen within 30 s (IDLE client saw it after {:?}, the \
+                 store after {:?}; progress: {:?}); Dovecot log, newest first:\n{}",
+                idle_seen.get(),
+                store_seen.get(),
+                h.sync.progress(),
+                tail.join("\n")
+            );
+        };
         floor.push(a);
         ours.push(b);
         loop {
