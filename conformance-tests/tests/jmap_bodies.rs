@@ -428,14 +428,14 @@ async fn quota_of(g: &MailGateway, resource_type: &str) -> Option<(Value, String
 #[tokio::test]
 async fn quota_get_shows_upstream_storage_and_its_growth() {
     let g = MailGateway::start().await;
-    // Dovecot's quota root (GETQUOTAROOT INBOX): STORAGE 1 GiB, MESSAGE 100000.
+    // Dovecot's quota root (GETQUOTAROOT INBOX): STORAGE 10 GiB, MESSAGE 1000000.
     let (storage, state) = g.eventually(10, || quota_of(&g, "octets")).await;
-    assert_eq!(storage["hardLimit"], json!(1u64 << 30), "{storage}");
+    assert_eq!(storage["hardLimit"], json!(10u64 << 30), "{storage}");
     assert_eq!(storage["scope"], json!("account"));
     assert_eq!(storage["name"], json!("User quota"));
     assert_eq!(storage["types"], json!(["Mail"]));
     let (count, _) = quota_of(&g, "count").await.unwrap();
-    assert_eq!(count["hardLimit"], json!(100_000));
+    assert_eq!(count["hardLimit"], json!(1_000_000));
     let session = g.session().await;
     assert!(
         session["capabilities"]

@@ -11,7 +11,8 @@
 #
 # Capabilities offered: CONDSTORE, QRESYNC, IDLE, NOTIFY (needs the mailbox list index),
 # MOVE, UIDPLUS, SPECIAL-USE with Drafts, Sent, Trash, Junk and Archive, and QUOTA (one root,
-# "User quota": STORAGE 1 GiB, MESSAGE 100000). TLS (STARTTLS on the imap port, implicit on
+# "User quota": STORAGE 10 GiB, MESSAGE 1000000, far above what the benchmarks store).
+# TLS (STARTTLS on the imap port, implicit on
 # imaps) uses a certificate for "localhost"/127.0.0.1 issued by a private test CA: trust
 # $DOVECOT_DIR/tls/ca.pem to verify it.
 set -euo pipefail
@@ -101,8 +102,8 @@ mail_plugins = \$mail_plugins quota
 plugin {
   quota_vsizes = yes
   quota = count:User quota
-  quota_rule = *:storage=1G
-  quota_rule2 = *:messages=100000
+  quota_rule = *:storage=10G
+  quota_rule2 = *:messages=1000000
 }
 
 service imap-login {
