@@ -325,13 +325,30 @@ impl EasAccount {
         let request = Sync {
             collections: vec![collection],
         };
-        let Some(root) = self
-            .call("Sync", &request.to_element(), COMMAND_TIMEOUT)
-            .await?
-        else {
-            return Ok(SyncOutcome::Empty);
+        let mut attempt = 0;
+        let mut response = loop {
+            attempt += 1;
+            let Some(root) = self
+                .call("Sync", &request.to_element(), COMMAND_TIMEOUT)
+                .await?
+            else {
+                return Ok(SyncOutcome::Empty);
+            };
+            let response = SyncResponse::from_element(&root).map_err(protocol)?;
+            // Status 13, "incomplete request" (for the request or the collection): the server
+            // did not take it (SOGo says so now and then while a Ping of the same device is
+            // being cut short). MS-ASCMD's remedy is to send the full request again, which is
+            // safe as nothing of it was applied.
+            let incomplete = match response.collections.iter().find(|c| c.collection_id == id) {
+                Some(c) => c.status == 13,
+                None => response.status == Some(13),
+            };
+            if incomplete && attempt == 1 {
+                tracing::debug!(collection = %id, "Sync status 13; sending the request again");
+                continue;
+            }
+            break response;
         };
-        let mut response = SyncResponse::from_element(&root).map_err(protocol)?;
         let Some(index) = response
             .collections
             .iter()
