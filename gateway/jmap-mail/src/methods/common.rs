@@ -1,8 +1,9 @@
 //! Conversions every mail method needs: ids between the engine and the store, and store or
 //! sync failures as method errors.
 
-use jmap_engine::{Id, MethodError};
-use state::ObjectId;
+use jmap_engine::standard::{ChangesRequest, ChangesResponse};
+use jmap_engine::{Id, MethodError, NoExtra, UnsignedInt};
+use state::{AccountId, AsyncStore, DataType, ObjectId};
 
 use crate::SyncError;
 
@@ -43,4 +44,35 @@ pub fn blob_error(e: super::BlobError) -> MethodError {
         super::BlobError::Store(e) => store_error(e),
         super::BlobError::Upstream(e) => sync_error(e),
     }
+}
+
+/// A /changes answer from the store's change log of `t` (RFC 8620 §5.2); `extra` adds the
+/// type's own response arguments (Mailbox's `updatedProperties`).
+pub(super) async fn changes_from_log<X>(
+    store: &AsyncStore,
+    a: AccountId,
+    t: DataType,
+    request: ChangesRequest<NoExtra>,
+    extra: impl FnOnce(&state::Changes) -> X,
+) -> Result<ChangesResponse<X>, MethodError> {
+    let changes = store
+        .changes(
+            a,
+            t,
+            request.since_state.clone(),
+            request.max_changes.map(UnsignedInt::get),
+        )
+        .await
+        .map_err(store_error)?;
+    let ids = |v: &[ObjectId]| v.iter().map(jmap_id).collect::<Result<Vec<_>, _>>();
+    Ok(ChangesResponse {
+        account_id: request.account_id,
+        old_state: changes.old_state.to_string(),
+        new_state: changes.new_state.to_string(),
+        has_more_changes: changes.has_more_changes,
+        created: ids(&changes.created)?,
+        updated: ids(&changes.updated)?,
+        destroyed: ids(&changes.destroyed)?,
+        extra: extra(&changes),
+    })
 }

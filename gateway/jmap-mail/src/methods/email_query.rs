@@ -27,8 +27,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use jmap_engine::standard::{
-    ChangesRequest, ChangesResponse, Comparator, Filter, Operator, QueryChangesRequest,
-    QueryChangesResponse, QueryRequest,
+    ChangesRequest, Comparator, Filter, Operator, QueryChangesRequest, QueryChangesResponse,
+    QueryRequest,
 };
 use jmap_engine::{
     AccountDirectory, Arguments, Engine, ExtraArguments, Handler, HandlerFuture, Id, MethodCall,
@@ -712,27 +712,14 @@ where
         Box::pin(async move {
             let request = ChangesRequest::<NoExtra>::from_arguments(call.arguments.clone())?;
             let account = call.account()?;
-            let c = account
-                .store()
-                .changes(
-                    account.store_id(),
-                    DataType::Email,
-                    request.since_state.clone(),
-                    request.max_changes.map(UnsignedInt::get),
-                )
-                .await
-                .map_err(store_error)?;
-            let ids = |v: &[ObjectId]| v.iter().map(jmap_id).collect::<Result<Vec<_>, _>>();
-            let response = ChangesResponse {
-                account_id: request.account_id,
-                old_state: c.old_state.to_string(),
-                new_state: c.new_state.to_string(),
-                has_more_changes: c.has_more_changes,
-                created: ids(&c.created)?,
-                updated: ids(&c.updated)?,
-                destroyed: ids(&c.destroyed)?,
-                extra: NoExtra {},
-            };
+            let response = super::common::changes_from_log(
+                account.store(),
+                account.store_id(),
+                DataType::Email,
+                request,
+                |_| NoExtra {},
+            )
+            .await?;
             Ok(call.reply(response.to_arguments()))
         })
     }

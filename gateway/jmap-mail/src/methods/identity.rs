@@ -12,9 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use jmap_engine::standard::{
-    ChangesRequest, ChangesResponse, GetRequest, GetResponse, SetRequest, SetResponse,
-};
+use jmap_engine::standard::{ChangesRequest, GetRequest, GetResponse, SetRequest, SetResponse};
 use jmap_engine::{
     AccountDirectory, Engine, Handler, HandlerFuture, Id, IdRef, MethodCall, MethodError,
     MethodOutput, NoExtra, SetError, SetErrorType,
@@ -181,27 +179,11 @@ pub(super) async fn stored_changes<D: AccountDirectory>(
     t: DataType,
 ) -> Result<Map<String, Value>, MethodError> {
     let request = ChangesRequest::<NoExtra>::from_arguments(call.arguments.clone())?;
-    let changes = store
-        .changes(
-            a,
-            t,
-            request.since_state.clone(),
-            request.max_changes.map(|m| m.get()),
-        )
-        .await
-        .map_err(store_error)?;
-    let ids = |v: &[ObjectId]| v.iter().map(jmap_id).collect::<Result<Vec<_>, _>>();
-    Ok(ChangesResponse {
-        account_id: request.account_id,
-        old_state: changes.old_state.to_string(),
-        new_state: changes.new_state.to_string(),
-        has_more_changes: changes.has_more_changes,
-        created: ids(&changes.created)?,
-        updated: ids(&changes.updated)?,
-        destroyed: ids(&changes.destroyed)?,
-        extra: NoExtra {},
-    }
-    .to_arguments())
+    Ok(
+        super::common::changes_from_log(store, a, t, request, |_| NoExtra {})
+            .await?
+            .to_arguments(),
+    )
 }
 
 /// Resolves an id that may be a `#creationId` of this call (`here`) or of earlier calls.

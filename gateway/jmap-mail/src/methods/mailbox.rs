@@ -17,8 +17,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jmap_engine::standard::{
-    AddedItem, ChangesRequest, ChangesResponse, Comparator, Filter, FilterOperator, GetRequest,
-    GetResponse, QueryChangesRequest, QueryChangesResponse, QueryRequest, SetRequest, SetResponse,
+    AddedItem, ChangesRequest, Comparator, Filter, FilterOperator, GetRequest, GetResponse,
+    QueryChangesRequest, QueryChangesResponse, QueryRequest, SetRequest, SetResponse,
 };
 use jmap_engine::{
     AccountDirectory, Arguments, Engine, ExtraArguments, Handler, HandlerFuture, Id, IdRef,
@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use state::{AccountId, AsyncStore, DataType, MailboxCounts, ObjectId, State};
 use upstream::{UpstreamError, WriteOp, WriteOutcome};
 
-use super::{MAIL, MailAccount, jmap_id, object_id, store_error, sync_error};
+use super::{MAIL, MailAccount, object_id, store_error, sync_error};
 use crate::{AccountSync, MailboxRecord, SyncError};
 
 /// Every Mailbox property, in the RFC's order.
@@ -280,31 +280,19 @@ where
         Box::pin(async move {
             let account = call.account()?;
             let request = ChangesRequest::<NoExtra>::from_arguments(call.arguments.clone())?;
-            let changes = account
-                .store()
-                .changes(
-                    account.store_id(),
-                    DataType::Mailbox,
-                    request.since_state.clone(),
-                    request.max_changes.map(UnsignedInt::get),
-                )
-                .await
-                .map_err(store_error)?;
-            let ids = |v: &[ObjectId]| v.iter().map(jmap_id).collect::<Result<Vec<_>, _>>();
-            let response = ChangesResponse {
-                account_id: request.account_id,
-                old_state: changes.old_state.to_string(),
-                new_state: changes.new_state.to_string(),
-                has_more_changes: changes.has_more_changes,
-                created: ids(&changes.created)?,
-                updated: ids(&changes.updated)?,
-                destroyed: ids(&changes.destroyed)?,
-                extra: ChangesExtra {
+            let response = super::common::changes_from_log(
+                account.store(),
+                account.store_id(),
+                DataType::Mailbox,
+                request,
+                |changes| ChangesExtra {
                     updated_properties: changes
                         .updated_properties
+                        .as_ref()
                         .map(|p| p.iter().map(|s| (*s).to_owned()).collect()),
                 },
-            };
+            )
+            .await?;
             Ok(call.reply(response.to_arguments()))
         })
     }

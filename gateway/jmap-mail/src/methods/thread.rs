@@ -7,10 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use jmap_engine::standard::{ChangesRequest, ChangesResponse, GetRequest, GetResponse};
-use jmap_engine::{
-    AccountDirectory, Engine, Handler, HandlerFuture, Id, MethodCall, NoExtra, UnsignedInt,
-};
+use jmap_engine::standard::{ChangesRequest, GetRequest, GetResponse};
+use jmap_engine::{AccountDirectory, Engine, Handler, HandlerFuture, Id, MethodCall, NoExtra};
 use serde_json::{Map, Value, json};
 use state::{DataType, ObjectId};
 
@@ -133,27 +131,14 @@ where
         Box::pin(async move {
             let account = call.account()?;
             let request = ChangesRequest::<NoExtra>::from_arguments(call.arguments.clone())?;
-            let changes = account
-                .store()
-                .changes(
-                    account.store_id(),
-                    DataType::Thread,
-                    request.since_state.clone(),
-                    request.max_changes.map(UnsignedInt::get),
-                )
-                .await
-                .map_err(store_error)?;
-            let ids = |v: &[ObjectId]| v.iter().map(jmap_id).collect::<Result<Vec<_>, _>>();
-            let response = ChangesResponse {
-                account_id: request.account_id,
-                old_state: changes.old_state.to_string(),
-                new_state: changes.new_state.to_string(),
-                has_more_changes: changes.has_more_changes,
-                created: ids(&changes.created)?,
-                updated: ids(&changes.updated)?,
-                destroyed: ids(&changes.destroyed)?,
-                extra: NoExtra {},
-            };
+            let response = super::common::changes_from_log(
+                account.store(),
+                account.store_id(),
+                DataType::Thread,
+                request,
+                |_| NoExtra {},
+            )
+            .await?;
             Ok(call.reply(response.to_arguments()))
         })
     }
