@@ -10,7 +10,7 @@ use crate::imap_support::{PASSWORD, USER};
 
 /// A raw IMAP client: just enough to log in, send commands and read framed responses.
 pub struct Raw {
-    s: TcpStream,
+    pub s: TcpStream,
     buf: Vec<u8>,
     tag: u32,
 }
