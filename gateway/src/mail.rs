@@ -14,13 +14,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use jmap_engine::MAIL_CAPABILITY;
-use jmap_mail::methods::{
-    QuotaInfo, QuotaResource, SubmitError, SubmitReceipt, Submitter, VacationBackend,
-};
+use jmap_mail::methods::{QuotaInfo, QuotaResource, Submitter, UpstreamSubmitter, VacationBackend};
 use jmap_mail::{AccountSync, SyncOptions};
 use serde_json::{Value, json};
 use state::{AccountId, AsyncStore};
-use upstream::{BoxFuture, Envelope, RemoteQuota, Secret, Upstream, UpstreamError, WriteOp};
+use upstream::{BoxFuture, RemoteQuota, Secret, Upstream, UpstreamError};
 
 use crate::accounts::Registry;
 use crate::config::{AccountConfig, Config, SmtpConfig, TlsMode};
@@ -418,7 +416,8 @@ impl MailAccounts {
         let (upstream, eas) = spec.build()?;
         let sync = AccountSync::new(self.store.clone(), id, upstream, self.options.clone());
         let submitter: Option<Arc<dyn Submitter>> = match &spec {
-            UpstreamSpec::Eas { .. } => Some(Arc::new(EasSubmitter(sync.clone()))),
+            // EAS accounts send through SendMail, which files the Sent copy itself.
+            UpstreamSpec::Eas { .. } => Some(Arc::new(UpstreamSubmitter(sync.upstream().clone()))),
             UpstreamSpec::Imap { smtp: Some(s), .. } => Some(smtp_submitter(s)?),
             UpstreamSpec::Imap { smtp: None, .. } => None,
         };
@@ -517,41 +516,6 @@ pub fn mail_account_capabilities() -> BTreeMap<String, Value> {
             "mayCreateTopLevelMailbox": true
         }),
     )])
-}
-
-/// EAS accounts send through SendMail, which files the Sent copy itself.
-#[derive(Debug)]
-struct EasSubmitter(AccountSync);
-
-impl Submitter for EasSubmitter {
-    fn submit<'a>(
-        &'a self,
-        envelope: &'a Envelope,
-        raw: &'a [u8],
-    ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
-        Box::pin(async move {
-            let op = WriteOp::Send {
-                raw: raw.to_vec(),
-                envelope: envelope.clone(),
-                save_in_sent: true,
-            };
-            match self.0.upstream().apply(op).await {
-                Ok(_) => Ok(SubmitReceipt {
-                    reply: "accepted by the ActiveSync server".into(),
-                }),
-                Err(UpstreamError::Refused(m)) | Err(UpstreamError::Unsupported(m)) => {
-                    Err(SubmitError::Refused(m))
-                }
-                Err(UpstreamError::AuthFailed(m)) => Err(SubmitError::Refused(m)),
-                // The request may have reached the server before the failure.
-                Err(e) => Err(SubmitError::Unknown(e.to_string())),
-            }
-        })
-    }
-
-    fn files_sent_copy(&self) -> bool {
-        true
-    }
 }
 
 /// The SMTP submitter of an IMAP account.

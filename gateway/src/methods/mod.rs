@@ -93,18 +93,5 @@ impl AccountDirectory for Directory {
     }
 }
 
-/// A store error as a method error: the client's business by its JMAP type, else serverFail.
-pub fn store_error(e: state::Error) -> jmap_engine::MethodError {
-    use jmap_engine::MethodError;
-    match e.jmap_type() {
-        Some("cannotCalculateChanges") => MethodError::cannot_calculate_changes(),
-        Some("anchorNotFound") => MethodError::anchor_not_found(),
-        Some("tooManyChanges") => MethodError::too_many_changes(),
-        Some("unsupportedSort") => MethodError::unsupported_sort(e.to_string()),
-        Some(_) => MethodError::invalid_arguments(e.to_string()),
-        None => {
-            tracing::error!("store failure: {e}");
-            MethodError::server_fail("the store failed")
-        }
-    }
-}
+/// A store error as a method error (shared with the mail methods).
+pub use jmap_mail::methods::store_error;

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use jmap_engine::standard::{
-    ChangesRequest, ChangesResponse, GetRequest, GetResponse, SetRequest, SetResponse,
-};
+use jmap_engine::standard::{ChangesRequest, GetRequest, GetResponse, SetRequest, SetResponse};
 use jmap_engine::{
     Engine, Handler, HandlerFuture, Id, IdRef, MethodCall, MethodError, MethodOutput, NoExtra,
     SetError,
@@ -163,27 +161,14 @@ impl StoredMethod {
         account: &AccountHandle,
     ) -> Result<Map<String, Value>, MethodError> {
         let request = ChangesRequest::<NoExtra>::from_arguments(call.arguments.clone())?;
-        let changes = account
-            .store
-            .changes(
-                account.entry.store_id,
-                self.spec.data_type,
-                request.since_state.clone(),
-                request.max_changes.map(|m| m.get()),
-            )
-            .await
-            .map_err(store_error)?;
-        let ids = |v: &[ObjectId]| v.iter().map(jmap_id).collect::<Result<Vec<_>, _>>();
-        Ok(ChangesResponse {
-            account_id: request.account_id,
-            old_state: changes.old_state.to_string(),
-            new_state: changes.new_state.to_string(),
-            has_more_changes: changes.has_more_changes,
-            created: ids(&changes.created)?,
-            updated: ids(&changes.updated)?,
-            destroyed: ids(&changes.destroyed)?,
-            extra: NoExtra {},
-        }
+        Ok(jmap_mail::methods::changes_from_log(
+            &account.store,
+            account.entry.store_id,
+            self.spec.data_type,
+            request,
+            |_| NoExtra {},
+        )
+        .await?
         .to_arguments())
     }
 

@@ -48,7 +48,7 @@ pub fn blob_error(e: super::BlobError) -> MethodError {
 
 /// A /changes answer from the store's change log of `t` (RFC 8620 §5.2); `extra` adds the
 /// type's own response arguments (Mailbox's `updatedProperties`).
-pub(super) async fn changes_from_log<X>(
+pub async fn changes_from_log<X>(
     store: &AsyncStore,
     a: AccountId,
     t: DataType,

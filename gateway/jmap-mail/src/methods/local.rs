@@ -286,12 +286,11 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::{Value, json};
-    use upstream::{BoxFuture, Envelope, Upstream, WriteOp};
+    use upstream::WriteOp;
 
     use super::*;
     use crate::methods::fake::{FakeUpstream, fixture_with, message};
     use crate::methods::testing::Fixture;
-    use crate::methods::{SubmitError, SubmitReceipt, Submitter};
 
     #[test]
     fn local_uids_are_recognised_and_upstream_ones_are_not() {
@@ -304,44 +303,13 @@ mod tests {
         assert_eq!(header_block(b"A: b\r\n\r\nbody"), b"A: b\r\n\r\n");
     }
 
-    /// Sends like EasSubmitter: `WriteOp::Send` with save_in_sent, the server filing the
-    /// Sent copy.
-    #[derive(Debug)]
-    struct SendMail(Arc<FakeUpstream>);
-
-    impl Submitter for SendMail {
-        fn submit<'a>(
-            &'a self,
-            envelope: &'a Envelope,
-            raw: &'a [u8],
-        ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
-            Box::pin(async move {
-                let op = WriteOp::Send {
-                    raw: raw.to_vec(),
-                    envelope: envelope.clone(),
-                    save_in_sent: true,
-                };
-                match self.0.apply(op).await {
-                    Ok(_) => Ok(SubmitReceipt {
-                        reply: "accepted".into(),
-                    }),
-                    Err(e) => Err(SubmitError::Refused(e.to_string())),
-                }
-            })
-        }
-
-        fn files_sent_copy(&self) -> bool {
-            true
-        }
-    }
-
     /// A fixture over a fake server that cannot store messages, sending through it.
     async fn eas_like() -> (Fixture, Arc<FakeUpstream>) {
         let fake = FakeUpstream::new();
         fake.deliver("INBOX", message("Old", "old@x", "body"), &[]);
         fake.cannot_store();
         let (mut f, fake) = fixture_with(fake).await;
-        f.account.submitter = Some(Arc::new(SendMail(fake.clone())));
+        f.account.submitter = Some(Arc::new(super::super::UpstreamSubmitter(fake.clone())));
         f.rebuild();
         (f, fake)
     }

@@ -32,9 +32,9 @@ use state::{AccountId, AsyncStore};
 use crate::AccountSync;
 
 pub use blobs::{BlobData, BlobError, read_blob};
-pub use common::{blob_error, jmap_id, object_id, store_error, sync_error};
+pub use common::{blob_error, changes_from_log, jmap_id, object_id, store_error, sync_error};
 pub use quota::{QuotaInfo, QuotaResource};
-pub use submission::{SubmitError, SubmitReceipt, Submitter};
+pub use submission::{SubmitError, SubmitReceipt, Submitter, UpstreamSubmitter};
 pub use vacation::{VacationBackend, VacationSettings};
 
 /// The JMAP Mail capability URI (RFC 8621 §1.3.1).

@@ -86,6 +86,41 @@ pub trait Submitter: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Sends through the upstream server itself (`WriteOp::Send`: EAS SendMail with
+/// SaveInSentItems), which also files the Sent copy.
+#[derive(Debug)]
+pub struct UpstreamSubmitter(pub std::sync::Arc<dyn upstream::Upstream>);
+
+impl Submitter for UpstreamSubmitter {
+    fn submit<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+        raw: &'a [u8],
+    ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
+        Box::pin(async move {
+            let op = WriteOp::Send {
+                raw: raw.to_vec(),
+                envelope: envelope.clone(),
+                save_in_sent: true,
+            };
+            match self.0.apply(op).await {
+                Ok(_) => Ok(SubmitReceipt {
+                    reply: "accepted by the upstream server".into(),
+                }),
+                Err(upstream::UpstreamError::Refused(m))
+                | Err(upstream::UpstreamError::Unsupported(m))
+                | Err(upstream::UpstreamError::AuthFailed(m)) => Err(SubmitError::Refused(m)),
+                // The request may have reached the server before the failure.
+                Err(e) => Err(SubmitError::Unknown(e.to_string())),
+            }
+        })
+    }
+
+    fn files_sent_copy(&self) -> bool {
+        true
+    }
+}
+
 /// At most this many recipients per submission (RFC 5321 §4.5.3.1.8's minimum a server must
 /// accept).
 pub const MAX_RECIPIENTS: usize = 100;
