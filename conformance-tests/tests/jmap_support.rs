@@ -143,10 +143,15 @@ impl MailGateway {
         let id = state::AccountId(account_id[1..].parse().unwrap());
         let live = mail.get(id).expect("the account runs");
         let mut progress = live.sync.watch_progress();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // A first round covers every folder: the shared SOGo account collects the folders of
+        // every EAS test of the run (about a second each), so allow for many.
+        let deadline = Instant::now() + Duration::from_secs(300);
         while progress.borrow_and_update().rounds == 0 {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no sync round of {account_id} within 60 s");
+            assert!(
+                !left.is_zero(),
+                "no sync round of {account_id} within 300 s"
+            );
             let _ = tokio::time::timeout(left, progress.changed()).await;
         }
     }
