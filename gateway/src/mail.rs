@@ -568,10 +568,7 @@ impl VacationBackend for EasVacation {
         settings: &'a jmap_mail::methods::VacationSettings,
     ) -> BoxFuture<'a, Result<(), UpstreamError>> {
         Box::pin(async move {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                .unwrap_or(0);
+            let now = upstream::civil::unix_now();
             let oof = eas::command::OofSettings::vacation(
                 settings.is_enabled,
                 settings.from_date,

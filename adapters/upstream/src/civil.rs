@@ -1,6 +1,13 @@
 //! Calendar arithmetic for the dates upstream servers send (IMAP INTERNALDATE, EAS
 //! DateReceived), without a date crate: proleptic Gregorian, days counted from 1970-01-01.
 
+/// Now, in whole seconds since 1970-01-01 UTC (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Days since 1970-01-01 of the date `y`-`m`-`d` (m and d from 1).
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

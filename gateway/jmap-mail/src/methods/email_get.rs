@@ -144,6 +144,11 @@ impl Prop {
         })
     }
 
+    /// Read from the header section (the record's stored header block).
+    fn needs_headers(&self) -> bool {
+        matches!(self, Prop::Field(..) | Prop::Headers | Prop::Header(_))
+    }
+
     fn needs_body(&self) -> bool {
         matches!(
             self,
@@ -368,6 +373,8 @@ where
                 .await
                 .map_err(store_error)?;
             let needs_body = props.iter().any(|(_, p)| p.needs_body());
+            // A list view asking only for stored metadata parses no header section.
+            let needs_headers = props.iter().any(|(_, p)| p.needs_headers());
             let mut list = Vec::new();
             for ((id, oid), row) in wanted.into_iter().zip(rows) {
                 let Some(bytes) = row else {
@@ -377,7 +384,11 @@ where
                 let record = EmailRecord::from_bytes(&bytes).ok_or_else(|| {
                     MethodError::server_fail("a stored Email record is unreadable")
                 })?;
-                let headers = header_forms::headers_of_block(&record.header_bytes());
+                let headers = if needs_headers {
+                    header_forms::headers_of_block(&record.header_bytes())
+                } else {
+                    Vec::new()
+                };
                 let body = if needs_body {
                     let raw = raw_message(account, &oid).await?;
                     Some(Body::parse_lenient(&raw, &record.id))

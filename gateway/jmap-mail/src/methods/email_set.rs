@@ -51,11 +51,7 @@ where
 /// A per-object outcome, or a failure of the whole method.
 type ObjectResult<T> = Result<Result<T, SetError>, MethodError>;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use upstream::civil::unix_now as now;
 
 async fn email_state<A: MailAccount>(account: &A) -> Result<String, MethodError> {
     Ok(account

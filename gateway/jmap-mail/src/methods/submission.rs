@@ -518,11 +518,7 @@ struct PendingSent {
     raw: Vec<u8>,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use upstream::civil::unix_now as now;
 
 /// True when `patch` (an Email PatchObject) puts the Email into `mailbox`.
 fn patch_adds_mailbox(patch: &PatchObject, mailbox: &str) -> bool {
