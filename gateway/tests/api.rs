@@ -139,17 +139,27 @@ async fn concurrent_requests_over_the_limit_are_refused() {
         ..Limits::default()
     };
     let s = TestServer::start_with(crate::support::CONFIG, limits);
-    // A body that never finishes keeps the one slot taken.
-    use tokio::io::AsyncWriteExt;
-    let mut slow = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
-    slow.write_all(
+    // A body that never finishes keeps the one slot taken. If a probe below held the slot
+    // when it arrived, it was refused itself: then it is sent again on a new connection.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SLOW: &[u8] =
         b"POST /jmap/api HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6YWxpY2UtcHc=\r\n\
-          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
-    )
-    .await
-    .unwrap();
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    let mut slow = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    slow.write_all(SLOW).await.unwrap();
     let mut problem = Value::Null;
     for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let mut byte = [0u8; 1];
+        let answered =
+            tokio::time::timeout(std::time::Duration::from_millis(1), slow.read(&mut byte))
+                .await
+                .is_ok();
+        if answered {
+            slow = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+            slow.write_all(SLOW).await.unwrap();
+            continue;
+        }
         let (status, body) = s
             .api("alice", &json!({"using": [CORE], "methodCalls": []}))
             .await;
@@ -157,7 +167,6 @@ async fn concurrent_requests_over_the_limit_are_refused() {
             problem = body;
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(problem["limit"], "maxConcurrentRequests", "{problem}");
     // Another user has their own slots.
