@@ -132,6 +132,22 @@ pub async fn append(c: &mut ImapSession, mailbox: &str, flags: &str, raw: &[u8])
         .unwrap();
 }
 
+/// CREATE by the independent client. Dovecot (maildir) can answer `NO [ALREADYEXISTS]` to a
+/// CREATE that did create the mailbox when another session opened it in between (the
+/// gateway's sync, here); LIST then decides.
+pub async fn create_mailbox(c: &mut ImapSession, name: &str) {
+    if let Err(e) = c.create(name).await {
+        let listed = c.list(Some(""), Some(name)).await.unwrap();
+        let names: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(listed)
+            .await
+            .unwrap()
+            .iter()
+            .map(|n| n.name().to_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == name), "CREATE {name}: {e}");
+    }
+}
+
 /// (uid, flags, header block) of every message of a mailbox, by the independent client.
 pub async fn upstream_messages(
     c: &mut ImapSession,

@@ -19,7 +19,9 @@ use jmap_client::mailbox::Role;
 use jmap_client::{DataType, URI};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::imap_support::{PrivateDovecot, USER, append, message, other_client, upstream_messages};
+use crate::imap_support::{
+    PrivateDovecot, USER, append, create_mailbox, message, other_client, upstream_messages,
+};
 use crate::jmap_support::{JMAP_PASSWORD, JMAP_USER, MailGateway};
 
 /// One mail transaction the SMTP server accepted.
@@ -213,7 +215,7 @@ fn seed(dovecot: &PrivateDovecot) {
                     &message("Budget", "budget@jc.test", "", "sums"),
                 )
                 .await;
-                c.create("Archive").await.unwrap();
+                create_mailbox(&mut c, "Archive").await;
                 let _ = c.logout().await;
             });
         })

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::imap_support::{append, message, other_client, upstream_messages};
+use crate::imap_support::{append, create_mailbox, message, other_client, upstream_messages};
 use crate::jmap_support::MailGateway;
 
 fn ids(v: &Value) -> Vec<String> {
@@ -39,8 +39,8 @@ async fn seed_inbox(g: &MailGateway) {
         let flags = if i == 3 { "\\Seen" } else { "" };
         append(&mut c, "INBOX", flags, m).await;
     }
-    c.create("Work").await.unwrap();
-    c.create("Work/Reports").await.unwrap();
+    create_mailbox(&mut c, "Work").await;
+    create_mailbox(&mut c, "Work/Reports").await;
     let _ = c.logout().await;
 }
 

@@ -187,7 +187,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(stream: ImapStream, opts: &ConnOptions) -> Conn {
+    pub(crate) fn new(stream: ImapStream, opts: &ConnOptions) -> Conn {
         Conn {
             stream,
             buf: Vec::with_capacity(64 << 10),

@@ -125,6 +125,29 @@ fn mailbox_cmd<'a>(verb: &'a str, name: &'a str) -> Vec<Part<'a>> {
     parts
 }
 
+/// CREATE, tolerating one known server race: Dovecot (maildir) answers `NO [ALREADYEXISTS]`
+/// to a CREATE that did create the mailbox when another session (our own sync, say) opened
+/// it in between. The JMAP layer has already refused names it knows, so a mailbox that LIST
+/// shows after that answer is the one this CREATE asked for.
+async fn create_mailbox(conn: &mut Conn, full: &str) -> Result<(), UpstreamError> {
+    let err = match conn.run_ok(&mailbox_cmd("CREATE ", full)).await {
+        Ok(_) => return Ok(()),
+        Err(ConnError::No { code, text }) if code.as_deref() == Some("ALREADYEXISTS") => {
+            ConnError::No { code, text }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut parts = vec![Part::from("LIST \"\" ")];
+    push_astring(&mut parts, full);
+    let (untagged, _) = conn.run_ok(&parts).await?;
+    let listed = untagged.iter().any(|r| {
+        matches!(r, Response::Data(v)
+            if v.first().is_some_and(|x| x.is("LIST"))
+                && v.last().and_then(Value::text).as_deref() == Some(full))
+    });
+    if listed { Ok(()) } else { Err(err.into()) }
+}
+
 pub(crate) async fn apply(acct: &ImapAccount, op: WriteOp) -> Result<WriteOutcome, UpstreamError> {
     if let WriteOp::Send { .. } = op {
         return Err(UpstreamError::Unsupported(
@@ -243,7 +266,7 @@ async fn apply_on(
         WriteOp::CreateMailbox { parent, name } => {
             let delim = acct.delimiter(conn).await?;
             let full = full_name(delim, parent.as_deref(), &name, utf8);
-            conn.run_ok(&mailbox_cmd("CREATE ", &full)).await?;
+            create_mailbox(conn, &full).await?;
             Ok(WriteOutcome::Mailbox(RemoteMailbox {
                 remote_id: full,
                 name,
@@ -319,6 +342,72 @@ fn crlf(raw: &[u8]) -> Vec<u8> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A server that answers each command line by its verb, as the script says.
+    async fn scripted(script: &'static [(&'static str, &'static str)]) -> Conn {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (r, mut w) = sock.into_split();
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut words = line.splitn(3, ' ');
+                let (tag, verb) = (words.next().unwrap(), words.next().unwrap_or(""));
+                let reply = script
+                    .iter()
+                    .find(|(v, _)| v.eq_ignore_ascii_case(verb))
+                    .map_or("BAD unexpected", |(_, r)| r);
+                let reply = reply.replace("{tag}", tag);
+                w.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        Conn::new(
+            crate::connection::ImapStream::Plain(tcp),
+            &crate::conn::ConnOptions::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn create_that_raced_another_session_is_a_success_when_list_shows_it() {
+        let mut conn = scripted(&[
+            (
+                "CREATE",
+                "{tag} NO [ALREADYEXISTS] Mailbox already exists\r\n",
+            ),
+            (
+                "LIST",
+                "* LIST (\\HasNoChildren) \"/\" Work/Reports\r\n{tag} OK done\r\n",
+            ),
+        ])
+        .await;
+        create_mailbox(&mut conn, "Work/Reports").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn create_of_a_mailbox_list_does_not_show_stays_refused() {
+        let mut conn = scripted(&[
+            (
+                "CREATE",
+                "{tag} NO [ALREADYEXISTS] Mailbox already exists\r\n",
+            ),
+            ("LIST", "{tag} OK done\r\n"),
+        ])
+        .await;
+        let e = create_mailbox(&mut conn, "Work").await.unwrap_err();
+        assert!(
+            matches!(e, UpstreamError::Refused(ref m) if m.contains("already exists")),
+            "{e:?}"
+        );
+        let mut conn = scripted(&[("CREATE", "{tag} NO [NOPERM] not allowed\r\n")]).await;
+        let e = create_mailbox(&mut conn, "Work").await.unwrap_err();
+        assert!(
+            matches!(e, UpstreamError::Refused(ref m) if m.contains("not allowed")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn copyuid_pairs_in_written_order() {
