@@ -98,7 +98,7 @@ maildir_very_dirty_syncs = yes
 
 # Quota (RFC 9208 GETQUOTAROOT): the count backend reads usage from the indexes and needs
 # virtual sizes; the limits are far above what any test stores, so nothing is ever refused.
-mail_plugins = \$mail_plugins quota
+mail_plugins = \$mail_plugins quota zlib
 plugin {
   quota_vsizes = yes
   quota = count:User quota
@@ -125,7 +125,8 @@ service anvil {
 protocol imap {
   mail_max_userip_connections = 100
   imap_idle_notify_interval = 1 secs
-  mail_plugins = \$mail_plugins imap_quota
+  # COMPRESS=DEFLATE (RFC 4978); the adapter uses it on non-loopback servers or when told.
+  mail_plugins = \$mail_plugins imap_quota imap_zlib
 }
 
 namespace inbox {
