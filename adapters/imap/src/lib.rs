@@ -11,7 +11,8 @@
 //! Code map: `conn` (one connection: framing, login, ENABLE, SELECT, IDLE), `account` (the
 //! pool, its budget, backoff, tiers), `list` (LIST → mailboxes), `sync` (initial and delta
 //! sync, cursors), `watch` (NOTIFY/IDLE push), `write` (write-through), `search` (UID
-//! SEARCH for full-text filters), `quota` (GETQUOTAROOT), `message` (FETCH items → model),
+//! SEARCH for full-text filters), `quota` (GETQUOTAROOT), `sieve` (ManageSieve and the
+//! vacation script), `message` (FETCH items → model),
 //! `uidset`, `mutf7`.
 //!
 //! Invariant: this crate never touches RocksDB; it hands changes to the gateway, which
@@ -27,6 +28,7 @@ mod mutf7;
 pub mod proto;
 mod quota;
 mod search;
+pub mod sieve;
 mod sync;
 mod uidset;
 mod watch;
@@ -37,4 +39,5 @@ pub use conn::AuthMethod;
 pub use connection::{Credentials, ImapError, ImapServer, ImapSession, Security, connect};
 pub use mailboxes::{ListedMailbox, list_mailboxes};
 pub use message::{FingerprintSource, header_fingerprint};
+pub use sieve::{SieveClient, SieveError, SieveServer};
 pub use uidset::UidSet;
