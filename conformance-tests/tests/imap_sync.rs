@@ -992,3 +992,123 @@ async fn every_write_through_lands_upstream_and_is_echoed_once() {
     );
     h.stop().await;
 }
+
+/// Every Email of a harness with its locations keyed by remote mailbox name (JMAP mailbox
+/// ids are per store), for comparing two stores of the same account.
+async fn comparable_emails(h: &Harness) -> Vec<jmap_mail::EmailRecord> {
+    let names: BTreeMap<String, String> = h
+        .mailboxes()
+        .await
+        .into_iter()
+        .map(|m| (m.id, m.remote_id))
+        .collect();
+    let mut emails = h.emails().await;
+    for e in &mut emails {
+        e.locations = std::mem::take(&mut e.locations)
+            .into_iter()
+            .map(|(k, v)| (names[&k].clone(), v))
+            .collect();
+    }
+    emails.sort_by(|a, b| a.id.cmp(&b.id));
+    emails
+}
+
+/// COMPRESS=DEFLATE (RFC 4978) on every connection: initial sync, push, a body fetch and a
+/// write-through give exactly what an uncompressed store of the same account has.
+#[tokio::test]
+async fn compressed_connections_sync_push_and_write_exactly() {
+    let d = PrivateDovecot::start();
+    let mut c = other_client(&d.server()).await;
+    for (mbox, flags, raw) in fixtures() {
+        append(&mut c, mbox, flags, &raw).await;
+    }
+    // Enough varied text that the compressed stream spans many deflate blocks.
+    for i in 0..120 {
+        let body: String = (0..400)
+            .map(|j| {
+                format!(
+                    "line {j} of message {i}: {}\r\n",
+                    (i * 7919 + j * 104729) % 1_000_003
+                )
+            })
+            .collect();
+        append(
+            &mut c,
+            "INBOX",
+            "",
+            &message(&format!("bulk {i}"), &format!("bulk{i}@x"), "", &body),
+        )
+        .await;
+    }
+    let mut plain = Harness::new(d.server(), opts());
+    plain.start().await;
+    let mut z = Harness::new(
+        d.server(),
+        ImapOptions {
+            compress: Some(true),
+            ..opts()
+        },
+    );
+    z.start().await;
+    let compressed = |h: &Harness| {
+        h.imap
+            .stats
+            .compressed_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(compressed(&z) > 0, "no connection was compressed");
+    assert_eq!(
+        compressed(&plain),
+        0,
+        "loopback connections compress by default"
+    );
+    let emails = comparable_emails(&z).await;
+    assert_eq!(emails.len(), 127);
+    assert_eq!(emails, comparable_emails(&plain).await);
+
+    // A whole message, over 10 kB, through the compressed stream.
+    let big = emails
+        .iter()
+        .find(|e| e.subject.as_deref() == Some("bulk 77"))
+        .unwrap();
+    let id = state::ObjectId::new(big.id.clone()).unwrap();
+    let raw = z.sync.raw_message(&id).await.unwrap();
+    assert!(raw.len() > 10_000);
+    assert_eq!(raw, plain.sync.raw_message(&id).await.unwrap());
+
+    // Push over the compressed watcher.
+    append(
+        &mut c,
+        "INBOX",
+        "",
+        &message("late", "late@x", "", "pushed"),
+    )
+    .await;
+    z.wait_emails(PUSH_WAIT, "new message", |e| e.len() == 128)
+        .await;
+
+    // A write through a compressed connection lands upstream.
+    let inbox = z.mailbox("INBOX").await.unwrap().id;
+    let uid = big.locations["INBOX"].uids.keys().next().unwrap().clone();
+    assert_eq!(
+        z.sync
+            .email_at(&inbox, &uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string(),
+        big.id
+    );
+    z.sync
+        .write(WriteOp::SetKeywords {
+            mailbox: "INBOX".into(),
+            uids: vec![uid.clone()],
+            add: kw(&["$flagged"]),
+            remove: BTreeSet::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(upstream_flags(&mut c, "INBOX", &uid).await, ["Flagged"]);
+    z.stop().await;
+    plain.stop().await;
+}

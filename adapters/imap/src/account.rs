@@ -56,6 +56,9 @@ pub struct ImapOptions {
     pub connect_attempts: u32,
     /// A pooled connection unused for this long is checked with NOOP before reuse.
     pub idle_check_after: Duration,
+    /// COMPRESS=DEFLATE where the server offers it: `None` turns it on unless the server is
+    /// on a loopback address (where it only costs CPU).
+    pub compress: Option<bool>,
 }
 
 impl Default for ImapOptions {
@@ -76,6 +79,7 @@ impl Default for ImapOptions {
             backoff_max: Duration::from_secs(60),
             connect_attempts: 6,
             idle_check_after: Duration::from_secs(60),
+            compress: None,
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct ImapStats {
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
     pub broken_connections: AtomicU64,
+    /// Connections that run COMPRESS=DEFLATE.
+    pub compressed_connections: AtomicU64,
 }
 
 /// One IMAP account. Cheap to share (`Arc`); every method may run concurrently, within the
@@ -160,6 +166,16 @@ impl Drop for Lease<'_> {
 }
 
 /// A delay with ±50 % jitter, so many accounts reconnecting at once spread out.
+/// `localhost` or a loopback IP address.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 pub(crate) fn jitter(d: Duration) -> Duration {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -200,6 +216,10 @@ impl ImapAccount {
                 Tier::CondStore => vec!["CONDSTORE"],
                 Tier::Plain => vec![],
             },
+            compress: self
+                .opts
+                .compress
+                .unwrap_or_else(|| !is_loopback(&self.server.host)),
             ..ConnOptions::default()
         }
     }
@@ -214,6 +234,11 @@ impl ImapAccount {
             match conn::open(&self.server, &self.creds, &self.conn_options()).await {
                 Ok(c) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    if c.is_compressed() {
+                        self.stats
+                            .compressed_connections
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     return Ok(c);
                 }
                 Err(e) => {

@@ -152,6 +152,8 @@ pub struct ConnOptions {
     pub enable: Vec<&'static str>,
     /// Sent with ID when the server offers it.
     pub client_id: Option<(String, String)>,
+    /// Turn on COMPRESS=DEFLATE (RFC 4978) when the server offers it.
+    pub compress: bool,
 }
 
 impl Default for ConnOptions {
@@ -162,6 +164,7 @@ impl Default for ConnOptions {
             max_response_bytes: 256 << 20,
             enable: vec!["QRESYNC", "CONDSTORE"],
             client_id: Some(("jmap-gateway".into(), env!("CARGO_PKG_VERSION").into())),
+            compress: false,
         }
     }
 }
@@ -184,9 +187,113 @@ pub struct Conn {
     pub broken: bool,
     timeout: Duration,
     max_response: usize,
+    /// Set once COMPRESS DEFLATE succeeded: every byte both ways goes through it.
+    deflate: Option<Box<Deflate>>,
+}
+
+/// RFC 4978 compression: raw deflate (no zlib header) each way, with a sync flush after
+/// every write so the server sees each command whole.
+struct Deflate {
+    out: flate2::Compress,
+    inp: flate2::Decompress,
+    /// Compressed bytes as read, before inflating.
+    raw: Vec<u8>,
+}
+
+impl std::fmt::Debug for Deflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflate")
+            .field("in", &self.inp.total_in())
+            .field("out", &self.out.total_out())
+            .finish()
+    }
+}
+
+impl Deflate {
+    fn new() -> Deflate {
+        Deflate {
+            out: flate2::Compress::new(flate2::Compression::fast(), false),
+            inp: flate2::Decompress::new(false),
+            raw: Vec::new(),
+        }
+    }
+
+    /// Compresses one write, ending in a sync flush.
+    fn compress(&mut self, mut input: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        loop {
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(1024));
+            }
+            let before = self.out.total_in();
+            self.out
+                .compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+                .map_err(|e| format!("deflate: {e}"))?;
+            input = &input[(self.out.total_in() - before) as usize..];
+            // Done when all input is taken and the flush fitted (room was left over).
+            if input.is_empty() && out.len() < out.capacity() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Inflates everything in `raw` onto the end of `buf`, refusing to grow `buf` past
+    /// `limit` bytes (a small compressed input can expand enormously).
+    fn inflate_into(&mut self, buf: &mut Vec<u8>, limit: usize) -> std::result::Result<(), String> {
+        let mut input = &self.raw[..];
+        // Inflated in bounded steps, so the limit holds to within one step.
+        let mut step = vec![0u8; 32 << 10];
+        loop {
+            if buf.len() > limit {
+                return Err(format!("a response over {limit} bytes"));
+            }
+            let (in0, out0) = (self.inp.total_in(), self.inp.total_out());
+            let status = self
+                .inp
+                .decompress(input, &mut step, flate2::FlushDecompress::Sync)
+                .map_err(|e| format!("inflate: {e}"))?;
+            let used = (self.inp.total_in() - in0) as usize;
+            let made = (self.inp.total_out() - out0) as usize;
+            input = &input[used..];
+            buf.extend_from_slice(&step[..made]);
+            if status == flate2::Status::StreamEnd {
+                return Err("the server ended the compressed stream".into());
+            }
+            // All input taken and the step not filled: nothing more is pending inside.
+            if input.is_empty() && made < step.len() {
+                break;
+            }
+            if used == 0 && made == 0 {
+                return Err("inflate made no progress".into());
+            }
+        }
+        self.raw.clear();
+        Ok(())
+    }
 }
 
 impl Conn {
+    /// COMPRESS DEFLATE; a refusal (`NO`, e.g. `[COMPRESSIONACTIVE]`) leaves the connection
+    /// as it was.
+    async fn start_compression(&mut self) -> Result<()> {
+        let (_, line) = self.run(&[Part::from("COMPRESS DEFLATE")]).await?;
+        if line.status != Status::Ok {
+            tracing::info!(text = %line.text, "the server refused COMPRESS DEFLATE");
+            return Ok(());
+        }
+        if self.start != self.buf.len() || !self.pending.is_empty() {
+            // Nothing may follow the OK uncompressed.
+            return self.fail(ConnError::Parse("data after COMPRESS OK".into()));
+        }
+        self.deflate = Some(Box::new(Deflate::new()));
+        Ok(())
+    }
+
+    /// Whether COMPRESS=DEFLATE is on.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     pub(crate) fn new(stream: ImapStream, opts: &ConnOptions) -> Conn {
         Conn {
             stream,
@@ -201,6 +308,7 @@ impl Conn {
             broken: false,
             timeout: opts.command_timeout,
             max_response: opts.max_response_bytes,
+            deflate: None,
         }
     }
 
@@ -277,6 +385,22 @@ impl Conn {
                 self.max_response
             )));
         }
+        if let Some(d) = self.deflate.as_mut() {
+            // Cancel-safe as well: the read keeps what it got, and inflating does not wait.
+            d.raw.reserve(16 << 10);
+            let got = self.stream.read_buf(&mut d.raw).await;
+            return match got {
+                Ok(0) => self.fail(ConnError::Closed("end of stream".into())),
+                Ok(_) => {
+                    let limit = self.start + self.max_response;
+                    match d.inflate_into(&mut self.buf, limit) {
+                        Ok(()) => Ok(()),
+                        Err(m) => self.fail(ConnError::Parse(m)),
+                    }
+                }
+                Err(e) => self.fail(e.into()),
+            };
+        }
         self.buf.reserve(64 << 10);
         match self.stream.read_buf(&mut self.buf).await {
             Ok(0) => self.fail(ConnError::Closed("end of stream".into())),
@@ -343,6 +467,15 @@ impl Conn {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let compressed;
+        let bytes = match self.deflate.as_mut().map(|d| d.compress(bytes)) {
+            None => bytes,
+            Some(Ok(c)) => {
+                compressed = c;
+                &compressed[..]
+            }
+            Some(Err(m)) => return self.fail(ConnError::Parse(m)),
+        };
         let r = async {
             self.stream.write_all(bytes).await?;
             self.stream.flush().await
@@ -690,6 +823,9 @@ pub async fn open(server: &ImapServer, creds: &Credentials, opts: &ConnOptions) 
         // Without ENABLE, CONDSTORE turns on with the first CONDSTORE command.
         conn.enabled.insert("CONDSTORE".into());
     }
+    if opts.compress && conn.has("COMPRESS=DEFLATE") {
+        conn.start_compression().await?;
+    }
     Ok(conn)
 }
 
@@ -814,6 +950,49 @@ mod tests {
         assert!(matches!(e, UpstreamError::Unavailable(_)));
         let e: UpstreamError = ConnError::Auth("bad".into()).into();
         assert!(matches!(e, UpstreamError::AuthFailed(_)));
+    }
+
+    #[test]
+    fn deflate_round_trips_in_any_chunking() {
+        let mut client = Deflate::new();
+        let mut server = Deflate::new();
+        let mut wire = Vec::new();
+        let commands: Vec<Vec<u8>> = (0..50)
+            .map(|i| format!("g{i} UID FETCH {i}:* (FLAGS BODY.PEEK[HEADER])\r\n").into_bytes())
+            .collect();
+        for c in &commands {
+            wire.extend(client.compress(c).unwrap());
+        }
+        // Fed to the peer in odd-sized pieces, as TCP might deliver them.
+        let mut got = Vec::new();
+        for piece in wire.chunks(7) {
+            server.raw.extend_from_slice(piece);
+            server.inflate_into(&mut got, 1 << 20).unwrap();
+        }
+        assert_eq!(got, commands.concat());
+        // Each write ends in a sync flush: one command alone inflates whole.
+        let one = client.compress(b"g99 NOOP\r\n").unwrap();
+        server.raw.extend_from_slice(&one);
+        let mut alone = Vec::new();
+        server.inflate_into(&mut alone, 1 << 20).unwrap();
+        assert_eq!(alone, b"g99 NOOP\r\n");
+    }
+
+    #[test]
+    fn inflate_refuses_bombs_and_garbage() {
+        let mut server = Deflate::new();
+        let bomb = server.compress(&vec![b'a'; 8 << 20]).unwrap();
+        assert!(bomb.len() < 64 << 10);
+        let mut client = Deflate::new();
+        client.raw = bomb;
+        let mut buf = Vec::new();
+        let e = client.inflate_into(&mut buf, 1 << 20).unwrap_err();
+        assert!(e.contains("over"), "{e}");
+        assert!(buf.len() < 2 << 20);
+
+        let mut client = Deflate::new();
+        client.raw = vec![0xff; 64];
+        assert!(client.inflate_into(&mut Vec::new(), 1 << 20).is_err());
     }
 
     #[test]
