@@ -8,6 +8,8 @@
 #   DOVECOT_IMAP_PORT   IMAP, plain and STARTTLS                      [14143]
 #   DOVECOT_IMAPS_PORT  IMAP over implicit TLS                         [14993]
 #   DOVECOT_USERS       space-separated user:password pairs        ["alice:alice-pw bob:bob-pw"]
+#   DOVECOT_OAUTH2_KEY  if set: AUTHENTICATE XOAUTH2 and OAUTHBEARER also accept HS256 JWTs
+#                       signed with this key (base64), validated locally; "sub" is the user
 #
 # Capabilities offered: CONDSTORE, QRESYNC, IDLE, NOTIFY (needs the mailbox list index),
 # MOVE, UIDPLUS, SPECIAL-USE with Drafts, Sent, Trash, Junk and Archive, and QUOTA (one root,
@@ -64,6 +66,25 @@ write_config() {
     local dh=""
     [ -s /usr/share/dovecot/dh.pem ] && dh="ssl_dh = </usr/share/dovecot/dh.pem"
 
+    # --- OAuth 2 (opt-in): tokens checked against a local key, no identity provider. ---
+    local oauth_mechs="" oauth_passdb=""
+    if [ -n "${DOVECOT_OAUTH2_KEY:-}" ]; then
+        # The key dict is looked up as <prefix><azp>/<alg>/<kid>, "default" when absent.
+        mkdir -p "$DIR/oauth2-keys/default/HS256"
+        printf '%s' "$DOVECOT_OAUTH2_KEY" >"$DIR/oauth2-keys/default/HS256/default"
+        cat >"$DIR/oauth2.conf.ext" <<OAUTH
+introspection_mode = local
+local_validation_key_dict = fs:posix:prefix=$DIR/oauth2-keys/
+username_attribute = sub
+OAUTH
+        oauth_mechs=" xoauth2 oauthbearer"
+        oauth_passdb="passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $DIR/oauth2.conf.ext
+}"
+    fi
+
     cat >"$DIR/dovecot.conf" <<CONF
 # Written by scripts/test-servers/dovecot.sh; edits are overwritten at the next start.
 base_dir = $DIR/run
@@ -79,12 +100,14 @@ ssl_cert = <$DIR/tls/cert.pem
 ssl_key = <$DIR/tls/key.pem
 $dh
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login$oauth_mechs
 
 passdb {
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN $DIR/users
 }
+$oauth_passdb
 userdb {
   driver = passwd-file
   args = $DIR/users
