@@ -228,6 +228,30 @@ pub struct ImapAccountConfig {
     pub address: Option<String>,
     /// Where EmailSubmission sends mail for this account.
     pub smtp: Option<SmtpConfig>,
+    /// The account's ManageSieve server, through which VacationResponse is offered.
+    pub sieve: Option<SieveConfig>,
+}
+
+/// A ManageSieve server (RFC 5804) of an IMAP account: the gateway keeps its vacation
+/// script there (`jmap-vacation`) and never changes the user's other scripts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SieveConfig {
+    /// Defaults to the IMAP account's host.
+    pub host: Option<String>,
+    /// Defaults to 4190.
+    pub port: Option<u16>,
+    /// ManageSieve upgrades with STARTTLS on its one port, so that is the default.
+    #[serde(default = "default_sieve_tls")]
+    pub tls: TlsMode,
+    /// Defaults to the account's username.
+    pub username: Option<String>,
+    /// Defaults to the account's password.
+    pub password: Option<SecretSource>,
+}
+
+fn default_sieve_tls() -> TlsMode {
+    TlsMode::Starttls
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -484,6 +508,11 @@ impl Config {
                         {
                             secret(format!("{key}.smtp.password"), p);
                         }
+                        if let Some(sieve) = &a.sieve
+                            && let Some(p) = &sieve.password
+                        {
+                            secret(format!("{key}.sieve.password"), p);
+                        }
                     }
                     AccountConfig::Eas(a) => secret(format!("{key}.password"), &a.password),
                 }
@@ -611,6 +640,23 @@ impl Config {
                                 format!("{key}.smtp.host"),
                                 is_host(&smtp.host),
                                 "expected a host name or IP address",
+                            );
+                        }
+                        if let Some(sieve) = &a.sieve {
+                            check(
+                                format!("{key}.sieve.host"),
+                                sieve.host.as_deref().is_none_or(is_host),
+                                "expected a host name or IP address",
+                            );
+                            check(
+                                format!("{key}.sieve.port"),
+                                sieve.port != Some(0),
+                                "expected a port between 1 and 65535",
+                            );
+                            check(
+                                format!("{key}.sieve.username"),
+                                sieve.username.as_deref() != Some(""),
+                                "expected the ManageSieve login name",
                             );
                         }
                     }
@@ -836,6 +882,51 @@ mod tests {
                 "users[1].name",
             ]
         );
+    }
+
+    #[test]
+    fn an_imap_account_may_have_a_sieve_server() {
+        let text = r#"
+            [[users]]
+            name = "a"
+            password = "x"
+            [[users.accounts]]
+            kind = "imap"
+            host = "imap.example.com"
+            username = "u"
+            password = "p"
+            [users.accounts.sieve]
+            [[users.accounts]]
+            kind = "imap"
+            host = "imap.example.com"
+            username = "u"
+            password = "p"
+            [users.accounts.sieve]
+            host = "sieve example"
+            port = 0
+            tls = "none"
+            username = ""
+            password = { env = "JMAP_GATEWAY_TEST_SURELY_UNSET_VAR" }
+            "#;
+        let c = Config::parse(text).unwrap();
+        let AccountConfig::Imap(a) = &c.users[0].accounts[0] else {
+            panic!("expected IMAP")
+        };
+        let sieve = a.sieve.as_ref().unwrap();
+        assert_eq!((sieve.host.as_deref(), sieve.port), (None, None));
+        assert_eq!(sieve.tls, TlsMode::Starttls);
+        let keys: Vec<String> = c.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "users[0].accounts[1].sieve.password",
+                "users[0].accounts[1].sieve.host",
+                "users[0].accounts[1].sieve.port",
+                "users[0].accounts[1].sieve.username",
+            ]
+        );
+        let e = Config::parse(&text.replace("tls = \"none\"", "tsl = \"none\"")).unwrap_err();
+        assert!(e.contains("users[0].accounts[1]") && e.contains("tsl"), "{e}");
     }
 
     #[test]

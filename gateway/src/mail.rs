@@ -168,14 +168,49 @@ pub fn spec_for(account: &AccountConfig) -> anyhow::Result<UpstreamSpec> {
     })
 }
 
+/// An IMAP account's ManageSieve server, with resolved credentials.
+#[derive(Clone, Debug)]
+pub struct SieveSpec {
+    pub server: imap::SieveServer,
+    pub creds: imap::Credentials,
+}
+
+/// The ManageSieve spec of a configured IMAP account with a `[users.accounts.sieve]` table.
+pub fn sieve_spec_for(account: &AccountConfig) -> anyhow::Result<Option<SieveSpec>> {
+    let AccountConfig::Imap(a) = account else {
+        return Ok(None);
+    };
+    let Some(s) = &a.sieve else {
+        return Ok(None);
+    };
+    let mut server = imap::SieveServer::new(
+        s.host.clone().unwrap_or_else(|| a.host.clone()),
+        s.port.unwrap_or(imap::sieve::DEFAULT_SIEVE_PORT),
+        imap_security(s.tls),
+    );
+    server.extra_ca_pem = read_ca(&a.ca_file)?;
+    let password = match &s.password {
+        Some(p) => p.resolve(),
+        None => a.password.resolve(),
+    }
+    .map_err(|e| anyhow::anyhow!("sieve password of {}: {e}", a.username))?;
+    Ok(Some(SieveSpec {
+        server,
+        creds: imap::Credentials {
+            username: s.username.clone().unwrap_or_else(|| a.username.clone()),
+            password,
+        },
+    }))
+}
+
 /// One running account.
 #[derive(Debug)]
 pub struct LiveAccount {
     pub sync: AccountSync,
     pub address: Option<String>,
     pub submitter: Option<Arc<dyn Submitter>>,
-    /// Where VacationResponse goes upstream (EAS: Settings Oof), once upstream has shown
-    /// it supports it; unset: not offered.
+    /// Where VacationResponse goes upstream (EAS: Settings Oof; IMAP: a Sieve script over
+    /// ManageSieve), once upstream has shown it supports it; unset: not offered.
     pub vacation: std::sync::OnceLock<Arc<dyn VacationBackend>>,
     /// The quotas as last read from upstream (RFC 9425), refreshed after every sync round.
     quotas: Mutex<Vec<QuotaInfo>>,
@@ -398,6 +433,9 @@ impl MailAccounts {
                 let spec = spec_for(account)?;
                 let address = account_address(account).or_else(|| spec.address());
                 self.start(id, spec, address)?;
+                if let Some(sieve) = sieve_spec_for(account)? {
+                    self.start_sieve(id, sieve);
+                }
             }
         }
         Ok(())
@@ -475,6 +513,50 @@ impl MailAccounts {
             });
         }
         Ok(())
+    }
+
+    /// Offers VacationResponse for IMAP account `id` through its ManageSieve server, once
+    /// the server has accepted the login and listed `vacation` among its Sieve extensions.
+    /// An unreachable server is asked again a few times (backing off from 5 s to 80 s); a
+    /// refused login or a server without `vacation` is logged and the capability not offered.
+    pub fn start_sieve(&self, id: AccountId, sieve: SieveSpec) {
+        let Some(live) = self.get(id) else {
+            return;
+        };
+        let registry = self.registry.clone();
+        let mut shutdown = self.shutdown.subscribe();
+        self.runtime.spawn(async move {
+            let mut delay = Duration::from_secs(5);
+            loop {
+                match imap::sieve::supports_vacation(&sieve.server, &sieve.creds).await {
+                    Ok(true) => {
+                        let _ = live.vacation.set(Arc::new(SieveVacation(sieve)));
+                        live.add_capability(&registry, id, jmap_mail::methods::VACATION);
+                        return;
+                    }
+                    Ok(false) => {
+                        tracing::info!(account = %id, "the Sieve server has no vacation extension: no VacationResponse");
+                        return;
+                    }
+                    Err(
+                        e @ (imap::SieveError::Connect { .. }
+                        | imap::SieveError::Timeout
+                        | imap::SieveError::Bye(_)),
+                    ) if delay <= Duration::from_secs(80) => {
+                        tracing::info!(account = %id, "ManageSieve not reachable, asking again in {delay:?}: {e}");
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %id, "no VacationResponse: ManageSieve failed: {e}");
+                        return;
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                delay *= 2;
+            }
+        });
     }
 
     /// Signals every driver to stop after its current batch and waits (up to 15 s) for the
@@ -578,6 +660,37 @@ impl VacationBackend for EasVacation {
                 now,
             );
             self.0.set_oof(&oof).await
+        })
+    }
+}
+
+/// VacationResponse for an IMAP account, as a Sieve script on its ManageSieve server
+/// (`imap::sieve::apply_vacation`): the script `jmap-vacation` holds a `vacation` action
+/// (RFC 5230) with `:days 1`, the subject, the text (and, with an HTML body, a `:mime`
+/// reply), guarded by `currentdate` tests for `fromDate`/`toDate`. Turning it on while
+/// another of the user's scripts is active is refused (`forbidden`, naming that script):
+/// ManageSieve has one active script, and switching the user's own filters off behind
+/// their back is worse than no vacation reply. Turning it off deactivates our script only.
+#[derive(Debug)]
+pub struct SieveVacation(pub SieveSpec);
+
+impl VacationBackend for SieveVacation {
+    fn apply<'a>(
+        &'a self,
+        settings: &'a jmap_mail::methods::VacationSettings,
+    ) -> BoxFuture<'a, Result<(), UpstreamError>> {
+        Box::pin(async move {
+            let vacation = imap::sieve::Vacation {
+                is_enabled: settings.is_enabled,
+                from_date: settings.from_date,
+                to_date: settings.to_date,
+                subject: settings.subject.clone(),
+                text_body: settings.text_body.clone(),
+                html_body: settings.html_body.clone(),
+            };
+            imap::sieve::apply_vacation(&self.0.server, &self.0.creds, &vacation)
+                .await
+                .map_err(UpstreamError::from)
         })
     }
 }
