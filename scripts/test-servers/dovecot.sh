@@ -8,6 +8,7 @@
 #   DOVECOT_IMAP_PORT   IMAP, plain and STARTTLS                      [14143]
 #   DOVECOT_IMAPS_PORT  IMAP over implicit TLS                         [14993]
 #   DOVECOT_USERS       space-separated user:password pairs        ["alice:alice-pw bob:bob-pw"]
+#   DOVECOT_SIEVE_PORT  ManageSieve (RFC 5804), plain and STARTTLS; none when unset   [unset]
 #   DOVECOT_OAUTH2_KEY  if set: AUTHENTICATE XOAUTH2 and OAUTHBEARER also accept HS256 JWTs
 #                       signed with this key (base64), validated locally; "sub" is the user
 #
@@ -26,6 +27,7 @@ DIR=${DOVECOT_DIR:-$REPO_ROOT/.test-servers/dovecot}
 IMAP_PORT=${DOVECOT_IMAP_PORT:-14143}
 IMAPS_PORT=${DOVECOT_IMAPS_PORT:-14993}
 USERS=${DOVECOT_USERS:-alice:alice-pw bob:bob-pw}
+SIEVE_PORT=${DOVECOT_SIEVE_PORT:-}
 PIDFILE=$DIR/dovecot.pid
 
 write_config() {
@@ -177,12 +179,37 @@ namespace inbox {
   }
 }
 CONF
+    # --- Sieve (ManageSieve) ---
+    # Opt-in (several instances share a machine; eas-stack.sh runs one too): with
+    # DOVECOT_SIEVE_PORT set, ManageSieve listens there (users log in as for IMAP; scripts in
+    # ~/sieve), and the LDA (/usr/lib/dovecot/dovecot-lda -c $DIR/dovecot.conf) runs each
+    # user's active script. Vacation replies go to sendmail unless the LDA is given
+    # -o submission_host=HOST:PORT.
+    if [ -n "$SIEVE_PORT" ]; then
+        cat >>"$DIR/dovecot.conf" <<CONF
+protocols = \$protocols sieve
+service managesieve-login {
+  inet_listener sieve {
+    address = 127.0.0.1
+    port = $SIEVE_PORT
+  }
+}
+plugin {
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}
+protocol lda {
+  mail_plugins = \$mail_plugins sieve
+  postmaster_address = postmaster@localhost
+}
+CONF
+    fi
+    # --- end Sieve (ManageSieve) ---
     doveconf -c "$DIR/dovecot.conf" -n >/dev/null 2>"$DIR/doveconf.err" \
         || die "generated config is invalid: $(cat "$DIR/doveconf.err")"
 }
 
 start() {
-    ensure_packages dovecot-core dovecot-imapd openssl
+    ensure_packages dovecot-core dovecot-imapd openssl dovecot-sieve dovecot-managesieved
     if pid_alive "$PIDFILE"; then
         log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$IMAP_PORT"
         return 0
@@ -200,6 +227,10 @@ start() {
     cp "$DIR/run/master.pid" "$PIDFILE"
     wait_port "$IMAP_PORT" 20 && wait_port "$IMAPS_PORT" 20 \
         || die "dovecot is not listening on 127.0.0.1:$IMAP_PORT/$IMAPS_PORT; log tail: $(tail -n 20 "$DIR/dovecot.log")"
+    if [ -n "$SIEVE_PORT" ]; then
+        wait_port "$SIEVE_PORT" 20 \
+            || die "dovecot is not listening for ManageSieve on 127.0.0.1:$SIEVE_PORT; log tail: $(tail -n 20 "$DIR/dovecot.log")"
+    fi
     log "running (pid $(cat "$PIDFILE")): imap 127.0.0.1:$IMAP_PORT, imaps 127.0.0.1:$IMAPS_PORT, users: $(cut -d: -f1 "$DIR/users" | tr '\n' ' ')"
 }
 
