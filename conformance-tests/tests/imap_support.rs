@@ -38,10 +38,17 @@ pub struct PrivateDovecot {
     pub dir: PathBuf,
     pub imap_port: u16,
     pub imaps_port: u16,
+    /// More settings for scripts/test-servers/dovecot.sh (`DOVECOT_OAUTH2_KEY`, …).
+    pub env: Vec<(String, String)>,
 }
 
 impl PrivateDovecot {
     pub fn start() -> PrivateDovecot {
+        PrivateDovecot::start_with_env(&[])
+    }
+
+    /// A private Dovecot started with extra dovecot.sh settings.
+    pub fn start_with_env(env: &[(&str, &str)]) -> PrivateDovecot {
         static N: AtomicU32 = AtomicU32::new(0);
         let mut last_error = String::new();
         // A port picked as free may be taken by a parallel test before Dovecot binds it.
@@ -56,6 +63,10 @@ impl PrivateDovecot {
                 dir,
                 imap_port: free_port(),
                 imaps_port: free_port(),
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             };
             match d.try_script("start") {
                 Ok(()) => return d,
@@ -72,6 +83,7 @@ impl PrivateDovecot {
             .env("DOVECOT_IMAP_PORT", self.imap_port.to_string())
             .env("DOVECOT_IMAPS_PORT", self.imaps_port.to_string())
             .env("DOVECOT_USERS", format!("{USER}:{PASSWORD}"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .map_err(|e| format!("running scripts/test-servers/dovecot.sh: {e}"))?;
         if out.status.success() {

@@ -1112,3 +1112,71 @@ async fn compressed_connections_sync_push_and_write_exactly() {
     z.stop().await;
     plain.stop().await;
 }
+
+/// An HS256 token for the test Dovecot's local OAuth 2 validation (`sub` is the user).
+fn oauth_token(key: &[u8], user: &str, lifetime: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims =
+        serde_json::json!({"sub": user, "iat": now - 5, "nbf": now - 5, "exp": now + lifetime});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}
+
+/// XOAUTH2 and OAUTHBEARER against a real server: a valid token logs in and syncs; a token
+/// with a wrong signature or past its expiry is an authentication failure, at once.
+#[tokio::test]
+async fn oauth_tokens_log_in_and_bad_ones_are_refused() {
+    use base64::Engine;
+    use upstream::Upstream;
+    let key: Vec<u8> = (0..32u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&key);
+    let d = PrivateDovecot::start_with_env(&[("DOVECOT_OAUTH2_KEY", &b64)]);
+    let user = crate::imap_support::USER;
+    let account = |auth, token: String| {
+        imap::ImapAccount::new(
+            d.server(),
+            imap::Credentials {
+                username: user.into(),
+                password: upstream::Secret::new(token),
+            },
+            ImapOptions {
+                auth,
+                connect_attempts: 1,
+                ..opts()
+            },
+        )
+    };
+    for auth in [imap::AuthMethod::XOAuth2, imap::AuthMethod::OAuthBearer] {
+        let good = account(auth, oauth_token(&key, user, 600));
+        let boxes = good.list_mailboxes().await.unwrap();
+        assert!(
+            boxes.iter().any(|m| m.remote_id == "INBOX"),
+            "{auth:?}: {boxes:?}"
+        );
+
+        let forged = account(
+            auth,
+            oauth_token(b"not the server's key at all!!!!!", user, 600),
+        );
+        let e = forged.list_mailboxes().await.unwrap_err();
+        assert!(matches!(e, UpstreamError::AuthFailed(_)), "{auth:?}: {e:?}");
+
+        let expired = account(auth, oauth_token(&key, user, -60));
+        let e = expired.list_mailboxes().await.unwrap_err();
+        assert!(matches!(e, UpstreamError::AuthFailed(_)), "{auth:?}: {e:?}");
+    }
+    // Password login still works next to OAuth.
+    let mut h = Harness::new(d.server(), opts());
+    h.start().await;
+    assert!(h.mailbox("INBOX").await.is_some());
+    h.stop().await;
+}

@@ -829,6 +829,11 @@ pub async fn open(server: &ImapServer, creds: &Credentials, opts: &ConnOptions) 
     Ok(conn)
 }
 
+/// A GS2 `saslname` (RFC 5801 §4): `,` and `=` escaped as `=2C` and `=3D`.
+fn gs2_saslname(user: &str) -> String {
+    user.replace('=', "=3D").replace(',', "=2C")
+}
+
 fn quoted(s: &str) -> String {
     proto::astring(s.as_bytes())
         .map(|q| String::from_utf8_lossy(&q).into_owned())
@@ -876,7 +881,12 @@ impl Conn {
             ),
             AuthMethod::OAuthBearer => (
                 "OAUTHBEARER",
-                format!("n,a={},\x01auth=Bearer {}\x01\x01", creds.username, secret).into_bytes(),
+                format!(
+                    "n,a={},\x01auth=Bearer {}\x01\x01",
+                    gs2_saslname(&creds.username),
+                    secret
+                )
+                .into_bytes(),
             ),
         };
         if !self.has(&format!("AUTH={mech}")) {
@@ -899,8 +909,15 @@ impl Conn {
         loop {
             match self.read().await? {
                 Response::Continue(_) => {
-                    // An OAuth error challenge: answer with an empty response to get the NO.
-                    self.write(b"\r\n").await?;
+                    // An OAuth error challenge (JSON with the reason). XOAUTH2 answers it with
+                    // an empty response, OAUTHBEARER with a single %x01 (RFC 7628 §3.2.3);
+                    // the server then sends its NO.
+                    let reply: &[u8] = if mech == "OAUTHBEARER" {
+                        b"AQ==\r\n"
+                    } else {
+                        b"\r\n"
+                    };
+                    self.write(reply).await?;
                 }
                 Response::Tagged { tag: t, line } if t == tag => return self.after_auth(line),
                 _ => {}
@@ -993,6 +1010,12 @@ mod tests {
         let mut client = Deflate::new();
         client.raw = vec![0xff; 64];
         assert!(client.inflate_into(&mut Vec::new(), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn gs2_names_escape_comma_and_equals() {
+        assert_eq!(gs2_saslname("a,b=c@x"), "a=2Cb=3Dc@x");
+        assert_eq!(gs2_saslname("alice@example.com"), "alice@example.com");
     }
 
     #[test]
