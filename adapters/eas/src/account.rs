@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use upstream::{
-    BoxFuture, MailboxRole, MessageChange, RemoteMailbox, SyncBatch, SyncSink, Upstream,
-    UpstreamError, WriteOp, WriteOutcome,
+    BoxFuture, MailboxRole, MessageChange, RemoteMailbox, SendSource, SourceKind, SyncBatch,
+    SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
 };
 use wbxml::Element;
 use wbxml::tag::email as em;
@@ -22,8 +22,8 @@ use crate::command::{
     FolderUpdate, FolderUpdateResponse, GetItemEstimate, GetItemEstimateResponse, MoveItem,
     MoveItems, MoveItemsResponse, OofBodyType, OofSettings, ParseError, Ping, PingFolder,
     PingResponse, SendMail, SendMailResponse, ServerCommand, SettingsOof, SettingsOofResponse,
-    Sync, SyncCollection, SyncCollectionResponse, SyncOptions, SyncResponse,
-    settings_status_meaning,
+    SmartKind, SmartSend, SmartSendResponse, Sync, SyncCollection, SyncCollectionResponse,
+    SyncOptions, SyncResponse, settings_status_meaning,
 };
 use crate::email;
 use crate::transport::{COMMAND_TIMEOUT, EasClient, EasEndpoint, EasError};
@@ -191,6 +191,44 @@ fn client_id() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("jg{nanos}x{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// EAS takes recipients from the MIME headers: an envelope naming anyone else cannot be
+/// honoured.
+fn check_envelope(raw: &[u8], envelope: &upstream::Envelope) -> Result<(), UpstreamError> {
+    let headers_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(raw.len());
+    let headers = String::from_utf8_lossy(&raw[..headers_end]).to_ascii_lowercase();
+    let missing: Vec<&String> = envelope
+        .rcpt_to
+        .iter()
+        .filter(|r| !headers.contains(&r.to_ascii_lowercase()))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(UpstreamError::Unsupported(format!(
+            "ActiveSync sends to the addresses in To/Cc/Bcc only; the envelope also names \
+             {missing:?}"
+        )))
+    }
+}
+
+/// Whether a failed SmartReply / SmartForward proves that the server sent nothing, so that
+/// SendMail may send the message instead: the source item is unknown (150), the request was
+/// not understood (101–107), the command is not offered (137, HTTP 501). Every status of
+/// this kind is answered before anything is submitted. Anything else (a server error, a
+/// broken connection, a timeout) may have come after the message went out, and is reported,
+/// never sent again.
+fn smart_not_sent(e: &EasError) -> bool {
+    match e {
+        EasError::Global { code, .. } => matches!(code, 101..=107 | 137 | 150),
+        EasError::Http { status, .. } => *status == 501,
+        _ => false,
+    }
 }
 
 impl EasAccount {
@@ -996,25 +1034,16 @@ impl EasAccount {
         envelope: &upstream::Envelope,
         save_in_sent: bool,
     ) -> Result<WriteOutcome, UpstreamError> {
-        // EAS takes recipients from the MIME headers: an envelope naming anyone else
-        // cannot be honoured.
-        let headers_end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
-            .unwrap_or(raw.len());
-        let headers = String::from_utf8_lossy(&raw[..headers_end]).to_ascii_lowercase();
-        let missing: Vec<&String> = envelope
-            .rcpt_to
-            .iter()
-            .filter(|r| !headers.contains(&r.to_ascii_lowercase()))
-            .collect();
-        if !missing.is_empty() {
-            return Err(UpstreamError::Unsupported(format!(
-                "ActiveSync sends to the addresses in To/Cc/Bcc only; the envelope also \
-                 names {missing:?}"
-            )));
-        }
+        check_envelope(raw, envelope)?;
+        self.send_mail(raw, save_in_sent).await
+    }
+
+    /// SendMail: the message as opaque MIME.
+    async fn send_mail(
+        &self,
+        raw: &[u8],
+        save_in_sent: bool,
+    ) -> Result<WriteOutcome, UpstreamError> {
         let request = SendMail {
             client_id: client_id(),
             save_in_sent_items: save_in_sent,
@@ -1036,6 +1065,68 @@ impl EasAccount {
                     )))
                 }
             }
+        }
+    }
+
+    /// SmartReply / SmartForward with ReplaceMime: the message as given, sent as an answer to
+    /// (or a forward of) the item `source` names, which lets the server mark that item. When
+    /// the server's refusal proves it sent nothing ([`smart_not_sent`]), SendMail sends the
+    /// message instead; any other failure is reported as it is, never sent again.
+    async fn send_about_source(
+        &self,
+        op: WriteOp,
+        source: SendSource,
+    ) -> Result<WriteOutcome, UpstreamError> {
+        let WriteOp::Send {
+            raw,
+            envelope,
+            save_in_sent,
+        } = op
+        else {
+            return self.apply_op(op).await;
+        };
+        check_envelope(&raw, &envelope)?;
+        self.ready().await?;
+        let kind = match source.kind {
+            SourceKind::Reply => SmartKind::Reply,
+            SourceKind::Forward => SmartKind::Forward,
+        };
+        let cmd = kind.command();
+        let request = SmartSend {
+            kind,
+            client_id: client_id(),
+            folder_id: source.mailbox.clone(),
+            item_id: source.uid.clone(),
+            save_in_sent_items: save_in_sent,
+            replace_mime: true,
+            mime: raw,
+        };
+        let answer = self
+            .client
+            .command(cmd, Some(&request.to_element()), COMMAND_TIMEOUT)
+            .await;
+        match answer {
+            Ok(None) => {
+                tracing::info!(cmd, folder = %source.mailbox, item = %source.uid, "EAS message sent");
+                Ok(WriteOutcome::Done)
+            }
+            Ok(Some(root)) => {
+                let response = SmartSendResponse::from_element(kind, &root).map_err(protocol)?;
+                if response.status == 1 {
+                    tracing::info!(cmd, folder = %source.mailbox, item = %source.uid, "EAS message sent");
+                    Ok(WriteOutcome::Done)
+                } else {
+                    Err(UpstreamError::Refused(format!(
+                        "{cmd} status {}",
+                        response.status
+                    )))
+                }
+            }
+            Err(e) if smart_not_sent(&e) => {
+                tracing::info!(cmd, error = %e, "EAS server sent nothing; sending with SendMail instead");
+                self.send_mail(&request.mime, save_in_sent).await
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -1214,6 +1305,14 @@ impl Upstream for EasAccount {
 
     fn apply(&self, op: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>> {
         Box::pin(self.apply_op(op))
+    }
+
+    fn send_about(
+        &self,
+        op: WriteOp,
+        source: SendSource,
+    ) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>> {
+        Box::pin(self.send_about_source(op, source))
     }
 }
 

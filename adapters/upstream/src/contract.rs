@@ -174,6 +174,26 @@ pub enum WriteOp {
     },
 }
 
+/// How a message being sent relates to the held message it is sent about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// It answers the source (its In-Reply-To names the source's Message-ID).
+    Reply,
+    /// It passes the source on.
+    Forward,
+}
+
+/// The message of the account that a message being sent replies to or forwards, where
+/// upstream holds it. See [`Upstream::send_about`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SendSource {
+    pub kind: SourceKind,
+    /// The `remote_id` of a mailbox holding the source.
+    pub mailbox: String,
+    /// The source's uid in that mailbox, as last synced.
+    pub uid: String,
+}
+
 /// What a successful [`WriteOp`] produced upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -285,6 +305,21 @@ pub trait Upstream: Send + Sync + fmt::Debug {
 
     /// Applies a change upstream. Nothing is retried silently: a failure is reported.
     fn apply(&self, op: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>>;
+
+    /// Sends `op` (a [`WriteOp::Send`]) as a reply to or a forward of `source`, for
+    /// protocols that can say so (EAS SmartReply / SmartForward with ReplaceMime), so that
+    /// the server can mark the source answered or forwarded. The message is complete as
+    /// given: the server must not add the source to it. Like [`Upstream::apply`], nothing
+    /// that may have been sent is sent again. The default ignores the source and applies
+    /// `op`, which is right for upstreams that send without such a notion (or not at all).
+    fn send_about(
+        &self,
+        op: WriteOp,
+        source: SendSource,
+    ) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>> {
+        let _ = source;
+        self.apply(op)
+    }
 
     /// What identifies a mailbox of the last [`Upstream::list_mailboxes`] across renames, when
     /// upstream has such a thing and `remote_id` is a name that a rename changes (IMAP: RFC

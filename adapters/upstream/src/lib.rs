@@ -12,7 +12,8 @@ pub mod tls;
 
 pub use contract::{
     BoxFuture, Envelope, MessageChange, RemoteMailbox, RemoteMessage, RemoteQuota, SearchKind,
-    SearchQuery, SyncBatch, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
+    SearchQuery, SendSource, SourceKind, SyncBatch, SyncSink, Upstream, UpstreamError, WriteOp,
+    WriteOutcome,
 };
 pub use model::MailboxRole;
 pub use secret::Secret;

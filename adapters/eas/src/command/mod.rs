@@ -23,7 +23,7 @@ pub use items::{
 };
 pub use ping::{Ping, PingFolder, PingResponse};
 pub use provision::{Provision, ProvisionResponse, ProvisionedPolicy};
-pub use send::{SendMail, SendMailResponse};
+pub use send::{SendMail, SendMailResponse, SmartKind, SmartSend, SmartSendResponse};
 pub use settings::{
     OPEN_END, OofAudience, OofBodyType, OofMessage, OofResult, OofSettings, OofState, SettingsOof,
     SettingsOofResponse, format_datetime, settings_status_meaning,
