@@ -37,7 +37,7 @@ use jmap_engine::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use state::{Commit, DataType, ObjectId};
-use upstream::{BoxFuture, Envelope, WriteOp};
+use upstream::{BoxFuture, Envelope, SendSource, SourceKind, WriteOp};
 
 use super::identity::{
     identity, load_all, load_one, new_id, only_properties, stored_changes, stored_get,
@@ -84,6 +84,26 @@ pub trait Submitter: Send + Sync + std::fmt::Debug {
     fn files_sent_copy(&self) -> bool {
         false
     }
+
+    /// Sends like [`Submitter::submit`], told which message of the account this one replies
+    /// to or forwards (`source`, found by EmailSubmission/set), so that a submitter whose
+    /// server can refer to it does (EAS SmartReply / SmartForward). The default ignores it.
+    fn submit_about<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+        raw: &'a [u8],
+        source: Option<&'a SendSource>,
+    ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
+        let _ = source;
+        self.submit(envelope, raw)
+    }
+
+    /// True when a submission with a source has upstream mark that source (`$answered`,
+    /// `$forwarded`): EmailSubmission/set then syncs the source's mailbox after sending, so
+    /// the mark is in the store when the call returns.
+    fn marks_source(&self) -> bool {
+        false
+    }
 }
 
 /// Sends through the upstream server itself (`WriteOp::Send`: EAS SendMail with
@@ -97,13 +117,28 @@ impl Submitter for UpstreamSubmitter {
         envelope: &'a Envelope,
         raw: &'a [u8],
     ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
+        self.submit_about(envelope, raw, None)
+    }
+
+    /// With a source, `Upstream::send_about` (EAS: SmartReply / SmartForward, which falls
+    /// back to SendMail only when the server proves it sent nothing); else `WriteOp::Send`.
+    fn submit_about<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+        raw: &'a [u8],
+        source: Option<&'a SendSource>,
+    ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
         Box::pin(async move {
             let op = WriteOp::Send {
                 raw: raw.to_vec(),
                 envelope: envelope.clone(),
                 save_in_sent: true,
             };
-            match self.0.apply(op).await {
+            let result = match source {
+                Some(source) => self.0.send_about(op, source.clone()).await,
+                None => self.0.apply(op).await,
+            };
+            match result {
                 Ok(_) => Ok(SubmitReceipt {
                     reply: "accepted by the upstream server".into(),
                 }),
@@ -117,6 +152,10 @@ impl Submitter for UpstreamSubmitter {
     }
 
     fn files_sent_copy(&self) -> bool {
+        true
+    }
+
+    fn marks_source(&self) -> bool {
         true
     }
 }
@@ -842,8 +881,12 @@ where
         return Ok(Err(too_large()));
     }
     let to_send = strip_bcc(&raw);
+    let source = send_source(account, &email, &raw).await;
 
-    let receipt = match submitter.submit(&envelope, &to_send).await {
+    let receipt = match submitter
+        .submit_about(&envelope, &to_send, source.as_ref())
+        .await
+    {
         Ok(r) => r,
         Err(SubmitError::Refused(reply)) => {
             return Ok(Err(set_error(
@@ -875,6 +918,12 @@ where
     };
 
     // Sent: record it. From here on nothing may turn into an error of the call.
+    if let (Some(source), Some(sync)) = (&source, account.sync())
+        && submitter.marks_source()
+        && let Err(e) = sync.sync_mailbox(&source.mailbox).await
+    {
+        tracing::warn!(account = %account.store_id(), mailbox = %source.mailbox, "the replied-to mailbox was not synced after sending: {e}");
+    }
     let id = new_id('S')?;
     let sent_at = UtcDate::from_timestamp(now());
     let delivery: Map<String, Value> = envelope
@@ -936,6 +985,138 @@ where
     server_set.insert("dsnBlobIds".into(), json!([]));
     server_set.insert("mdnBlobIds".into(), json!([]));
     Ok(Ok((id, email_id.as_str().to_owned(), server_set, pending)))
+}
+
+/// The message of the account that `email` replies to or forwards, where upstream holds it:
+/// its first In-Reply-To is a reply; without one, the Message-ID in an
+/// `X-Forwarded-Message-Id` header field (as Thunderbird writes) or of an attached
+/// message/rfc822 part is a forward. `None` when there is none, it is not held, or only in
+/// Drafts, or the account has no live upstream: then the message is sent on its own.
+async fn send_source<A: MailAccount>(
+    account: &A,
+    email: &EmailRecord,
+    raw: &[u8],
+) -> Option<SendSource> {
+    let sync = account.sync()?;
+    let mut wanted: Vec<(SourceKind, String)> = email
+        .in_reply_to
+        .first()
+        .map(|m| (SourceKind::Reply, m.clone()))
+        .into_iter()
+        .collect();
+    if wanted.is_empty() {
+        wanted.extend(
+            forwarded_ids(raw)
+                .into_iter()
+                .map(|m| (SourceKind::Forward, m)),
+        );
+    }
+    for (kind, message_id) in wanted {
+        let found = match held_email(account, &message_id, &email.id).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(account = %account.store_id(), "looking up {message_id}: {e}");
+                None
+            }
+        };
+        let Some(original) = found else {
+            continue;
+        };
+        let mailboxes = sync.mailboxes();
+        // A copy in the inbox first, then any other that is not a draft.
+        let best = original
+            .copies()
+            .into_iter()
+            .filter_map(|(mailbox_id, uid)| {
+                let (remote, record) = mailboxes.iter().find(|(_, m)| m.id == mailbox_id)?;
+                let rank = match record.role.as_deref() {
+                    Some("drafts") => return None,
+                    Some("inbox") => 0,
+                    Some("trash" | "junk") => 2,
+                    _ => 1,
+                };
+                Some((rank, remote.remote_id.clone(), uid))
+            })
+            .min();
+        if let Some((_, mailbox, uid)) = best {
+            return Some(SendSource { kind, mailbox, uid });
+        }
+    }
+    None
+}
+
+/// The Message-IDs a message says it forwards: `X-Forwarded-Message-Id` header fields and
+/// the Message-IDs of attached message/rfc822 parts.
+fn forwarded_ids(raw: &[u8]) -> Vec<String> {
+    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = message
+        .header_values("X-Forwarded-Message-Id")
+        .filter_map(|v| match v {
+            mail_parser::HeaderValue::Text(t) => Some(t.to_string()),
+            mail_parser::HeaderValue::TextList(l) => Some(l.join(" ")),
+            _ => None,
+        })
+        .filter_map(|t| crate::header_forms::message_ids(t.as_bytes()))
+        .flatten()
+        .collect();
+    for part in message.attachments() {
+        if let Some(id) = part.message().and_then(|m| m.message_id()) {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}
+
+/// The Email other than `not` whose Message-ID is `message_id`, found through the sync
+/// driver's Message-ID → thread index and that thread's Emails.
+async fn held_email<A: MailAccount>(
+    account: &A,
+    message_id: &str,
+    not: &str,
+) -> Result<Option<EmailRecord>, state::Error> {
+    use crate::tx::names;
+    let a = account.store_id();
+    let message_id = message_id.to_owned();
+    let not = not.to_owned();
+    account
+        .store()
+        .run(move |s| {
+            let text = |v: Option<Vec<u8>>| v.and_then(|v| String::from_utf8(v).ok());
+            let Some(mut thread) = text(s.cursor(a, &names::msgid(&message_id))?) else {
+                return Ok(None);
+            };
+            for _ in 0..32 {
+                match text(s.cursor(a, &names::alias(&thread))?) {
+                    Some(next) if next != thread => thread = next,
+                    _ => break,
+                }
+            }
+            let Ok(thread) = ObjectId::new(thread) else {
+                return Ok(None);
+            };
+            for id in s.thread_email_ids(a, &thread)? {
+                if id.as_str() == not {
+                    continue;
+                }
+                let Some(record) = s
+                    .get(a, DataType::Email, &id)?
+                    .and_then(|b| EmailRecord::from_bytes(&b))
+                else {
+                    continue;
+                };
+                if record
+                    .message_id
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&message_id))
+                {
+                    return Ok(Some(record));
+                }
+            }
+            Ok(None)
+        })
+        .await
 }
 
 async fn load_one_email<A: MailAccount>(
@@ -1242,9 +1423,25 @@ pub(super) mod tests {
         pub sent: Mutex<Vec<(Envelope, Vec<u8>)>>,
         pub answer: Mutex<Option<SubmitError>>,
         pub files_own_copy: bool,
+        /// The source of every submission, in order.
+        pub sources: Mutex<Vec<Option<SendSource>>>,
     }
 
     impl Submitter for Recorder {
+        fn submit_about<'a>(
+            &'a self,
+            envelope: &'a Envelope,
+            raw: &'a [u8],
+            source: Option<&'a SendSource>,
+        ) -> BoxFuture<'a, Result<SubmitReceipt, SubmitError>> {
+            self.sources.lock().unwrap().push(source.cloned());
+            self.submit(envelope, raw)
+        }
+
+        fn marks_source(&self) -> bool {
+            true
+        }
+
         fn submit<'a>(
             &'a self,
             envelope: &'a Envelope,
@@ -1742,6 +1939,77 @@ pub(super) mod tests {
                 .ops()
                 .iter()
                 .any(|o| matches!(o, WriteOp::Append { .. }))
+        );
+    }
+
+    /// A reply names the Email its In-Reply-To points at; a forward the one its
+    /// X-Forwarded-Message-Id or attached message/rfc822 names; the inbox copy is chosen; a
+    /// message that points at nothing held has no source.
+    #[tokio::test]
+    async fn a_reply_or_forward_of_a_held_message_names_it_as_the_source() {
+        let fake = FakeUpstream::new();
+        fake.deliver(
+            "Trash",
+            super::super::fake::message("plans", "orig@example.com", "Shall we?"),
+            &[],
+        );
+        let original = fake.deliver(
+            "INBOX",
+            super::super::fake::message("plans", "orig@example.com", "Shall we?"),
+            &["$seen"],
+        );
+        let head = "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.com>\r\n";
+        let drafts = [
+            format!(
+                "{head}Subject: Re: plans\r\nMessage-ID: <r1@example.com>\r\n\
+                 In-Reply-To: <orig@example.com>\r\nReferences: <orig@example.com>\r\n\r\nYes.\r\n"
+            ),
+            format!(
+                "{head}Subject: Fwd: plans\r\nMessage-ID: <f1@example.com>\r\n\
+                 X-Forwarded-Message-Id: <orig@example.com>\r\n\r\nSee below.\r\n"
+            ),
+            format!(
+                "{head}Subject: Fwd: plans\r\nMessage-ID: <f2@example.com>\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+                 Content-Type: text/plain\r\n\r\nAttached.\r\n--b\r\n\
+                 Content-Type: message/rfc822\r\n\r\nFrom: bob@example.com\r\n\
+                 Subject: plans\r\nMessage-ID: <orig@example.com>\r\n\r\nShall we?\r\n--b--\r\n"
+            ),
+            format!(
+                "{head}Subject: Re: other\r\nMessage-ID: <r2@example.com>\r\n\
+                 In-Reply-To: <elsewhere@example.com>\r\n\r\nNo.\r\n"
+            ),
+        ];
+        let ids: Vec<String> = drafts
+            .iter()
+            .map(|raw| {
+                fake.deliver("Drafts", raw, &["$draft"]);
+                email_id(&fingerprint(raw.as_bytes())).as_str().to_owned()
+            })
+            .collect();
+        let (mut f, _fake) = fixture_with(fake).await;
+        let rec = Arc::new(Recorder::default());
+        f.account.submitter = Some(rec.clone());
+        f.rebuild();
+        for id in &ids {
+            let r = submit(&f, json!({"identityId": identity(), "emailId": id})).await;
+            assert!(r["created"]["k1"]["id"].is_string(), "{r}");
+        }
+        let inbox = |kind| {
+            Some(SendSource {
+                kind,
+                mailbox: "INBOX".into(),
+                uid: original.clone(),
+            })
+        };
+        assert_eq!(
+            *rec.sources.lock().unwrap(),
+            [
+                inbox(SourceKind::Reply),
+                inbox(SourceKind::Forward),
+                inbox(SourceKind::Forward),
+                None
+            ]
         );
     }
 
