@@ -38,6 +38,8 @@ pub struct PrivateDovecot {
     pub dir: PathBuf,
     pub imap_port: u16,
     pub imaps_port: u16,
+    /// ManageSieve (RFC 5804), plain and STARTTLS.
+    pub sieve_port: u16,
     /// More settings for scripts/test-servers/dovecot.sh (`DOVECOT_OAUTH2_KEY`, …).
     pub env: Vec<(String, String)>,
 }
@@ -63,6 +65,7 @@ impl PrivateDovecot {
                 dir,
                 imap_port: free_port(),
                 imaps_port: free_port(),
+                sieve_port: free_port(),
                 env: env
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -82,6 +85,7 @@ impl PrivateDovecot {
             .env("DOVECOT_DIR", &self.dir)
             .env("DOVECOT_IMAP_PORT", self.imap_port.to_string())
             .env("DOVECOT_IMAPS_PORT", self.imaps_port.to_string())
+            .env("DOVECOT_SIEVE_PORT", self.sieve_port.to_string())
             .env("DOVECOT_USERS", format!("{USER}:{PASSWORD}"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()

@@ -50,8 +50,18 @@ impl MailGateway {
         seed: impl FnOnce(&PrivateDovecot),
         more_accounts: &str,
     ) -> MailGateway {
+        Self::start_configured(seed, |_| more_accounts.to_owned()).await
+    }
+
+    /// As `start_full`, the TOML that follows the IMAP account's table made from the started
+    /// Dovecot (its ports): e.g. a `[users.accounts.sieve]` table.
+    pub async fn start_configured(
+        seed: impl FnOnce(&PrivateDovecot),
+        more: impl FnOnce(&PrivateDovecot) -> String,
+    ) -> MailGateway {
         let dovecot = PrivateDovecot::start();
         seed(&dovecot);
+        let more_accounts = more(&dovecot);
         let dir = tempfile::tempdir().unwrap();
         // Bound first, so the Session's absolute URLs carry the port clients really reach.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -10,5 +10,6 @@ mod jmap_client;
 mod jmap_eas;
 mod jmap_mail;
 mod jmap_support;
+mod jmap_vacation;
 mod passthrough;
 mod sogo;
