@@ -946,12 +946,24 @@ async fn copy_one<A: MailAccount>(
 // ---------------------------------------------------------------------------------------
 // Building an RFC 5322 message from an Email object.
 
+/// The JMAP side of Email/set create: which properties are allowed where, what their values
+/// must look like, and the tree of parts they describe. The encoding (RFC 2047 words, address
+/// and Message-ID lists, folding, parameters, transfer encodings, boundaries) is
+/// mail-builder's; the few places where it is not used say why.
 mod build {
+    use std::borrow::Cow;
     use std::collections::BTreeMap;
     use std::fmt::Write as _;
 
-    use base64::Engine as _;
     use jmap_engine::{Date, SetError};
+    use mail_builder::headers::address::{Address, EmailAddress, GroupedAddresses};
+    use mail_builder::headers::content_type::ContentType;
+    use mail_builder::headers::message_id::MessageId;
+    use mail_builder::headers::raw::Raw;
+    use mail_builder::headers::text::Text;
+    use mail_builder::headers::url::URL;
+    use mail_builder::headers::{Header as _, HeaderType};
+    use mail_builder::mime::{BodyPart, MimePart};
     use ring::rand::SecureRandom as _;
     use serde_json::{Map, Value};
 
@@ -960,6 +972,9 @@ mod build {
         pub raw: Vec<u8>,
         pub message_id: String,
     }
+
+    /// A header field: its name and its value for mail-builder to write.
+    type Field = (String, HeaderType<'static>);
 
     /// Properties a created Email may not have (server-set, or `headers`).
     const FORBIDDEN: [&str; 7] = [
@@ -1035,84 +1050,75 @@ mod build {
         out
     }
 
-    // --- header encoding ---------------------------------------------------------------
+    // --- header values ---------------------------------------------------------------
 
-    /// Unstructured text, with RFC 2047 encoded words when it is not plain ASCII.
-    fn encode_text(s: &str) -> String {
-        let plain = s.is_ascii() && !s.contains(['\r', '\n']) && !s.contains("=?");
-        if plain {
-            return s.to_owned();
-        }
-        let mut words = Vec::new();
-        let mut chunk = String::new();
-        for c in s.chars() {
-            let c = if c == '\r' || c == '\n' { ' ' } else { c };
-            if chunk.len() + c.len_utf8() > 45 {
-                words.push(std::mem::take(&mut chunk));
-            }
-            chunk.push(c);
-        }
-        if !chunk.is_empty() {
-            words.push(chunk);
-        }
-        words
-            .iter()
-            .map(|w| {
-                format!(
-                    "=?UTF-8?B?{}?=",
-                    base64::engine::general_purpose::STANDARD.encode(w.as_bytes())
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\r\n ")
-    }
-
-    /// A display name: as is when it is atoms, quoted when ASCII, else encoded.
-    fn encode_phrase(s: &str) -> String {
-        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~ ".contains(c);
-        if s.chars().all(atext) && !s.trim().is_empty() {
-            s.to_owned()
-        } else if s.is_ascii() && !s.contains(['\r', '\n']) {
-            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-        } else {
-            encode_text(s)
-        }
-    }
-
-    fn address(a: &Value) -> Option<String> {
+    /// An EmailAddress object; `None` when it is not one we can write.
+    fn email_address(a: &Value) -> Option<EmailAddress<'static>> {
         let a = a.as_object()?;
         let email = match a.get("email") {
-            Some(Value::String(e)) => e.clone(),
+            Some(Value::String(e)) if !e.contains(['\r', '\n', '<', '>']) => e.clone(),
             _ => return None,
         };
-        if email.contains(['\r', '\n', '<', '>']) {
-            return None;
+        let name = match a.get("name") {
+            Some(Value::String(n)) if !n.is_empty() => Some(Cow::Owned(n.clone())),
+            None | Some(Value::Null | Value::String(_)) => None,
+            _ => return None,
+        };
+        Some(EmailAddress {
+            name,
+            email: email.into(),
+        })
+    }
+
+    fn addresses(v: &Value) -> Option<Vec<EmailAddress<'static>>> {
+        v.as_array()?.iter().map(email_address).collect()
+    }
+
+    /// An `asGroupedAddresses` value. mail-builder writes a list holding groups without the
+    /// commas RFC 5322 §3.4 puts between its elements (`g1: a; g2: b;`), so each element is
+    /// written by mail-builder and only the separators and the folds between them are ours.
+    fn grouped_addresses(v: &Value, name: &str) -> Option<Raw<'static>> {
+        enum Item {
+            One(EmailAddress<'static>),
+            Group(GroupedAddresses<'static>),
         }
-        match a.get("name") {
-            Some(Value::String(n)) if !n.is_empty() => {
-                Some(format!("{} <{email}>", encode_phrase(n)))
+        let mut items = Vec::new();
+        for g in v.as_array()? {
+            let g = g.as_object()?;
+            let list = addresses(g.get("addresses")?)?;
+            match g.get("name") {
+                // Addresses outside any group.
+                None | Some(Value::Null) => items.extend(list.into_iter().map(Item::One)),
+                Some(Value::String(n)) => items.push(Item::Group(GroupedAddresses {
+                    name: Some(Cow::Owned(n.clone())),
+                    addresses: list.into_iter().map(Address::Address).collect(),
+                })),
+                Some(_) => return None,
             }
-            None | Some(Value::Null | Value::String(_)) => Some(email),
-            _ => None,
         }
-    }
-
-    fn address_list(v: &Value) -> Option<String> {
-        let list = v
-            .as_array()?
-            .iter()
-            .map(address)
-            .collect::<Option<Vec<_>>>()?;
-        Some(join_folded(&list, ","))
-    }
-
-    fn join_folded(items: &[String], sep: &str) -> String {
-        let total: usize = items.iter().map(String::len).sum();
-        if total < 60 {
-            items.join(&format!("{sep} "))
-        } else {
-            items.join(&format!("{sep}\r\n "))
+        let mut out = Vec::new();
+        let mut column = name.len() + 2;
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                let width = match item {
+                    Item::One(a) => a.email.len() + a.name.as_ref().map_or(0, |n| n.len() + 3) + 2,
+                    Item::Group(g) => g.name.as_ref().map_or(0, |n| n.len() + 4),
+                };
+                if column + width + 2 > 76 {
+                    out.extend_from_slice(b",\r\n\t");
+                    column = 1;
+                } else {
+                    out.extend_from_slice(b", ");
+                    column += 2;
+                }
+            }
+            column = match item {
+                Item::One(a) => a.write_header(&mut out, column),
+                Item::Group(g) => g.write_header(&mut out, column),
+            }
+            .ok()?;
         }
+        String::from_utf8(out).ok().map(Raw::new)
     }
 
     fn rfc5322_date(d: &Date) -> String {
@@ -1130,6 +1136,8 @@ mod build {
         format_date(d.timestamp(), offset_minutes)
     }
 
+    /// An RFC 5322 date-time at a UTC offset. mail-builder 0.4 writes every date in +0000,
+    /// and a `sentAt` keeps the sender's offset (RFC 8621 §4.1.2.4).
     pub fn format_date(timestamp: i64, offset_minutes: i64) -> String {
         let local = timestamp + offset_minutes * 60;
         let days = local.div_euclid(86_400);
@@ -1153,9 +1161,21 @@ mod build {
         )
     }
 
-    /// One header value in a parsed form, as header text.
-    fn format_value(form: Form, v: &Value) -> Option<String> {
-        match form {
+    /// Message-IDs and URLs: no angle brackets, white space or line breaks inside.
+    fn bracketable(list: &Value, may_be_empty: bool) -> Option<Vec<Cow<'static, str>>> {
+        list.as_array()?
+            .iter()
+            .map(|i| {
+                let i = i.as_str()?;
+                ((may_be_empty || !i.is_empty()) && !i.contains(['<', '>', ' ', '\r', '\n']))
+                    .then(|| Cow::Owned(i.to_owned()))
+            })
+            .collect()
+    }
+
+    /// One header value in a parsed form, for the field `name`.
+    fn format_value(form: Form, v: &Value, name: &str) -> Option<HeaderType<'static>> {
+        Some(match form {
             Form::Raw => {
                 let s = v.as_str()?;
                 // Folding is fine; a line break that starts a new field or ends the header
@@ -1165,53 +1185,28 @@ mod build {
                     .split('\n')
                     .skip(1)
                     .all(|l| l.starts_with([' ', '\t']));
-                (unfolded_ok && !s.replace("\r\n", "").contains('\r'))
-                    .then(|| s.strip_prefix(' ').unwrap_or(s).to_owned())
+                if !unfolded_ok || s.replace("\r\n", "").contains('\r') {
+                    return None;
+                }
+                Raw::new(s.strip_prefix(' ').unwrap_or(s).to_owned()).into()
             }
-            Form::Text => Some(encode_text(v.as_str()?)),
-            Form::Addresses => address_list(v),
-            Form::GroupedAddresses => {
-                let groups = v
-                    .as_array()?
-                    .iter()
-                    .map(|g| {
-                        let g = g.as_object()?;
-                        let list = address_list(g.get("addresses")?)?;
-                        match g.get("name") {
-                            Some(Value::String(n)) => {
-                                Some(format!("{}: {list};", encode_phrase(n)))
-                            }
-                            _ => Some(list),
-                        }
-                    })
-                    .collect::<Option<Vec<_>>>()?;
-                Some(join_folded(&groups, ","))
+            // Unstructured text has no line breaks: they become spaces.
+            Form::Text => Text::new(v.as_str()?.replace(['\r', '\n'], " ")).into(),
+            Form::Addresses => {
+                Address::new_list(addresses(v)?.into_iter().map(Address::Address).collect()).into()
             }
-            Form::MessageIds => {
-                let ids = v
-                    .as_array()?
-                    .iter()
-                    .map(|i| {
-                        let i = i.as_str()?;
-                        (!i.is_empty() && !i.contains(['<', '>', ' ', '\r', '\n']))
-                            .then(|| format!("<{i}>"))
-                    })
-                    .collect::<Option<Vec<_>>>()?;
-                Some(join_folded(&ids, ""))
+            Form::GroupedAddresses => grouped_addresses(v, name)?.into(),
+            Form::MessageIds => MessageId {
+                id: bracketable(v, false)?,
             }
-            Form::Date => Some(rfc5322_date(&Date::parse(v.as_str()?).ok()?)),
-            Form::Urls => {
-                let urls = v
-                    .as_array()?
-                    .iter()
-                    .map(|u| {
-                        let u = u.as_str()?;
-                        (!u.contains(['<', '>', ' ', '\r', '\n'])).then(|| format!("<{u}>"))
-                    })
-                    .collect::<Option<Vec<_>>>()?;
-                Some(join_folded(&urls, ","))
+            .into(),
+            // Written by hand: see `format_date`.
+            Form::Date => Raw::new(rfc5322_date(&Date::parse(v.as_str()?).ok()?)).into(),
+            Form::Urls => URL {
+                url: bracketable(v, true)?,
             }
-        }
+            .into(),
+        })
     }
 
     /// `header:Name[:form][:all]` → (name, form, all).
@@ -1246,15 +1241,15 @@ mod build {
         valid.then(|| (name.to_owned(), form, all))
     }
 
-    /// The header fields an object (Email or body part) sets, in order: convenience
-    /// properties (when `convenience`) and `header:` properties. Duplicates of one field and
-    /// values that do not fit the form are invalid.
+    /// The header fields an object (Email or body part) sets, in order, each with the property
+    /// that set it: convenience properties (when `convenience`) and `header:` properties.
+    /// Duplicates of one field and values that do not fit the form are invalid.
     fn headers_of(
         object: &Map<String, Value>,
         convenience: bool,
         content_allowed: bool,
-    ) -> Result<Vec<(String, String)>, SetError> {
-        let mut out: Vec<(String, String)> = Vec::new();
+    ) -> Result<Vec<(String, Field)>, SetError> {
+        let mut out: Vec<(String, Field)> = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         let add = |name: &str, p: &str, seen: &mut Vec<String>| -> Result<(), SetError> {
             let lower = name.to_ascii_lowercase();
@@ -1282,9 +1277,9 @@ mod build {
                     None | Some(Value::Null) => {}
                     Some(v) => {
                         add(name, p, &mut seen)?;
-                        let value = format_value(form, v)
+                        let value = format_value(form, v, name)
                             .ok_or_else(|| invalid(p, format!("invalid {p}")))?;
-                        out.push((name.to_owned(), value));
+                        out.push((p.to_owned(), (name.to_owned(), value)));
                     }
                 }
             }
@@ -1303,90 +1298,52 @@ mod build {
                 (false, v) => vec![v],
             };
             for v in values {
-                let value = format_value(form, v).ok_or_else(|| invalid(p, "invalid value"))?;
-                out.push((name.clone(), value));
+                let value =
+                    format_value(form, v, &name).ok_or_else(|| invalid(p, "invalid value"))?;
+                out.push((p.clone(), (name.clone(), value)));
             }
         }
         Ok(out)
     }
 
-    // --- MIME parts -----------------------------------------------------------------------
-
-    struct Part {
-        headers: Vec<(String, String)>,
-        body: Body,
+    /// Writes the message's own header fields. Not mail-builder's `MessageBuilder`: it would
+    /// add a Message-ID and a Date of its own choosing, and it refolds raw values — it breaks
+    /// lines before white space without counting the folds already in the value, which
+    /// turns `a\r\n\tb` into a line of only white space. Raw values (validated as folded
+    /// correctly) are written as given; every other value is mail-builder's.
+    fn write_fields(fields: &[Field], out: &mut Vec<u8>) {
+        for (name, value) in fields {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            write_value(value, name.len() + 2, out);
+        }
     }
 
-    enum Body {
-        Leaf(Vec<u8>),
-        Multi { boundary: String, parts: Vec<Part> },
-    }
-
-    fn quoted_printable(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        let normalised = text.replace("\r\n", "\n");
-        let lines: Vec<&str> = normalised.split('\n').collect();
-        for (i, line) in lines.iter().enumerate() {
-            let bytes = line.as_bytes();
-            let mut col = 0;
-            for (j, &b) in bytes.iter().enumerate() {
-                let last = j + 1 == bytes.len();
-                let literal =
-                    (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
-                let piece = if literal {
-                    vec![b]
-                } else {
-                    format!("={b:02X}").into_bytes()
-                };
-                if col + piece.len() > 75 {
-                    out.extend_from_slice(b"=\r\n");
-                    col = 0;
-                }
-                col += piece.len();
-                out.extend_from_slice(&piece);
-            }
-            if i + 1 < lines.len() {
+    /// One field's value and the CRLF that ends it, from `column` on.
+    fn write_value(value: &HeaderType<'_>, column: usize, out: &mut Vec<u8>) {
+        match value {
+            HeaderType::Raw(raw) => {
+                out.extend_from_slice(raw.raw.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
-        }
-        out
-    }
-
-    fn base64_lines(data: &[u8]) -> Vec<u8> {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
-        let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38);
-        for chunk in encoded.as_bytes().chunks(76) {
-            out.extend_from_slice(chunk);
-            out.extend_from_slice(b"\r\n");
-        }
-        out
-    }
-
-    fn short_lines(data: &[u8]) -> bool {
-        data.split(|b| *b == b'\n').all(|l| l.len() < 990)
-    }
-
-    /// A parameter value, quoted, or RFC 2231-encoded when not ASCII.
-    fn param(name: &str, value: &str) -> String {
-        if value.is_ascii() && !value.contains(['\r', '\n']) {
-            format!(
-                "; {name}=\"{}\"",
-                value.replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        } else {
-            let enc: String = value
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            format!("; {name}*=utf-8''{enc}")
+            // Writing into a Vec cannot fail.
+            value => {
+                let _ = value.write_header(&mut *out, column);
+            }
         }
     }
+
+    /// A body part's header fields for mail-builder, which writes them (and folds them) itself:
+    /// raw values are unfolded first, so that its folding is the only one (see `write_fields`).
+    fn part_field((name, value): Field) -> (Cow<'static, str>, HeaderType<'static>) {
+        let value = match value {
+            HeaderType::Raw(raw) => Raw::new(raw.raw.replace("\r\n", "")).into(),
+            v => v,
+        };
+        (Cow::Owned(name), value)
+    }
+
+    // --- MIME parts --------------------------------------------------------------------
 
     fn string_prop<'a>(p: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, SetError> {
         match p.get(key) {
@@ -1396,13 +1353,30 @@ mod build {
         }
     }
 
-    /// An EmailBodyPart for creation as a MIME part.
+    /// The Content-Disposition a body part gets: its `disposition`, else `attachment` when it
+    /// has a `name`.
+    fn disposition(p: &Map<String, Value>) -> Result<Option<String>, SetError> {
+        let name = string_prop(p, "name")?;
+        Ok(string_prop(p, "disposition")?
+            .map(str::to_ascii_lowercase)
+            .or_else(|| name.map(|_| "attachment".to_owned())))
+    }
+
+    fn content_type(ty: &str) -> (Cow<'static, str>, HeaderType<'static>) {
+        (
+            "Content-Type".into(),
+            ContentType::new(ty.to_owned()).into(),
+        )
+    }
+
+    /// An EmailBodyPart for creation as a MIME part, with the properties that set its
+    /// header fields (for the conflict check of `message`).
     fn part(
         v: &Value,
         body_values: &Map<String, Value>,
         blobs: &BTreeMap<String, Vec<u8>>,
         depth: usize,
-    ) -> Result<Part, SetError> {
+    ) -> Result<(MimePart<'static>, Vec<String>), SetError> {
         let p = v
             .as_object()
             .ok_or_else(|| invalid("bodyStructure", "a body part must be an object"))?;
@@ -1415,15 +1389,15 @@ mod build {
                 "set header fields as header:* properties",
             ));
         }
-        let mut headers = headers_of(p, false, true)?;
+        let headers = headers_of(p, false, true)?;
         if headers
             .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .any(|(_, (n, _))| n.eq_ignore_ascii_case("content-type"))
         {
             return Err(invalid("bodyStructure", "give the type as 'type'"));
         }
         let ty = string_prop(p, "type")?.map(str::to_ascii_lowercase);
-        if let Some(Value::Array(subs)) = p.get("subParts") {
+        let mut mime = if let Some(Value::Array(subs)) = p.get("subParts") {
             let ty = ty.unwrap_or_else(|| "multipart/mixed".into());
             if !ty.starts_with("multipart/") {
                 return Err(invalid(
@@ -1431,24 +1405,43 @@ mod build {
                     "only multipart parts have subParts",
                 ));
             }
-            let boundary = format!("=_{}", random_hex(12));
-            headers.insert(
-                0,
-                (
-                    "Content-Type".into(),
-                    format!("{ty}; boundary=\"{boundary}\""),
-                ),
-            );
             let parts = subs
                 .iter()
-                .map(|s| part(s, body_values, blobs, depth + 1))
+                .map(|s| part(s, body_values, blobs, depth + 1).map(|(m, _)| m))
                 .collect::<Result<Vec<_>, _>>()?;
-            return Ok(Part {
-                headers,
-                body: Body::Multi { boundary, parts },
-            });
+            // mail-builder adds the boundary parameter.
+            MimePart {
+                headers: vec![content_type(&ty)],
+                contents: BodyPart::Multipart(parts),
+            }
+        } else {
+            leaf(p, ty, body_values, blobs)?
+        };
+        // RFC 8621 §4.6: no two properties may set the same header field (`cid` and
+        // `header:Content-ID`, say).
+        for (prop, (name, _)) in &headers {
+            if mime
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                return Err(invalid(prop, format!("{name} is also set by a property")));
+            }
         }
-        let (content, from_value) = match (p.get("partId"), p.get("blobId")) {
+        let props = headers.iter().map(|(p, _)| p.clone()).collect();
+        mime.headers
+            .extend(headers.into_iter().map(|(_, f)| part_field(f)));
+        Ok((mime, props))
+    }
+
+    /// A body part with content: a body value (`partId`) or a blob (`blobId`).
+    fn leaf(
+        p: &Map<String, Value>,
+        ty: Option<String>,
+        body_values: &Map<String, Value>,
+        blobs: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<MimePart<'static>, SetError> {
+        let contents = match (p.get("partId"), p.get("blobId")) {
             (Some(Value::String(id)), None) => {
                 if p.contains_key("charset") {
                     return Err(invalid("charset", "no charset with a partId"));
@@ -1468,14 +1461,14 @@ mod build {
                 let text = bv.get("value").and_then(Value::as_str).ok_or_else(|| {
                     invalid("bodyValues", format!("body value {id} has no value"))
                 })?;
-                (text.as_bytes().to_vec(), true)
+                BodyPart::Text(text.to_owned().into())
             }
-            (None, Some(Value::String(b))) => (
+            (None, Some(Value::String(b))) => BodyPart::Binary(
                 blobs
                     .get(b)
                     .cloned()
-                    .ok_or_else(|| invalid("blobId", format!("blob {b} not found")))?,
-                false,
+                    .ok_or_else(|| invalid("blobId", format!("blob {b} not found")))?
+                    .into(),
             ),
             _ => {
                 return Err(invalid(
@@ -1484,6 +1477,7 @@ mod build {
                 ));
             }
         };
+        let from_value = matches!(contents, BodyPart::Text(_));
         let ty = ty.unwrap_or_else(|| {
             if from_value {
                 "text/plain".into()
@@ -1494,37 +1488,35 @@ mod build {
         if ty.starts_with("multipart/") {
             return Err(invalid("bodyStructure", "a multipart part needs subParts"));
         }
-        let mut content_type = ty.clone();
         let charset = if from_value {
-            Some("utf-8".to_owned())
+            Some("utf-8")
         } else {
-            string_prop(p, "charset")?.map(str::to_owned)
+            string_prop(p, "charset")?
         };
-        if let Some(c) = &charset
+        let name = string_prop(p, "name")?;
+        let mut ct = ContentType::new(ty.clone());
+        if let Some(c) = charset
             && ty.starts_with("text/")
         {
-            content_type.push_str(&format!("; charset={c}"));
+            ct = ct.attribute("charset", c.to_owned());
         }
-        let name = string_prop(p, "name")?;
         if let Some(n) = name {
-            content_type.push_str(&param("name", n));
+            ct = ct.attribute("name", n.to_owned());
         }
-        let mut mime = vec![("Content-Type".to_owned(), content_type)];
-        let disposition = string_prop(p, "disposition")?
-            .map(str::to_owned)
-            .or_else(|| name.map(|_| "attachment".to_owned()));
-        if let Some(d) = disposition {
-            let mut value = d;
+        // Built field by field: `MimePart::new` would add a charset to any text it holds.
+        let mut mime = MimePart {
+            headers: vec![("Content-Type".into(), ct.into())],
+            contents,
+        };
+        if let Some(d) = disposition(p)? {
+            let mut value = ContentType::new(d);
             if let Some(n) = name {
-                value.push_str(&param("filename", n));
+                value = value.attribute("filename", n.to_owned());
             }
-            mime.push(("Content-Disposition".into(), value));
+            mime = mime.header("Content-Disposition", value);
         }
         if let Some(cid) = string_prop(p, "cid")? {
-            mime.push((
-                "Content-ID".into(),
-                format!("<{}>", cid.trim_matches(['<', '>'])),
-            ));
+            mime = mime.cid(cid.trim_matches(['<', '>']).to_owned());
         }
         if let Some(Value::Array(langs)) = p.get("language") {
             let l: Vec<&str> = langs.iter().filter_map(Value::as_str).collect();
@@ -1532,29 +1524,25 @@ mod build {
                 return Err(invalid("language", "invalid language tags"));
             }
             if !l.is_empty() {
-                mime.push(("Content-Language".into(), l.join(", ")));
+                mime = mime.language(l.join(", "));
             }
         }
         if let Some(loc) = string_prop(p, "location")? {
-            mime.push(("Content-Location".into(), loc.to_owned()));
+            mime = mime.location(loc.to_owned());
         }
-        let (encoding, body) = if ty.starts_with("message/") {
-            let enc = if content.is_ascii() { "7bit" } else { "8bit" };
-            (enc, content)
-        } else if content.is_ascii() && short_lines(&content) && !content.contains(&0) {
-            ("7bit", content)
-        } else if from_value || (ty.starts_with("text/") && std::str::from_utf8(&content).is_ok()) {
-            let text = String::from_utf8_lossy(&content).into_owned();
-            ("quoted-printable", quoted_printable(&text))
-        } else {
-            ("base64", base64_lines(&content))
-        };
-        mime.push(("Content-Transfer-Encoding".into(), encoding.into()));
-        mime.extend(headers);
-        Ok(Part {
-            headers: mime,
-            body: Body::Leaf(body),
-        })
+        // mail-builder picks 7bit, quoted-printable or base64 itself; but RFC 2046 §5.2.1
+        // allows only 7bit, 8bit or binary for message/* (mail-builder would base64 it), so
+        // an encapsulated message goes as it is, with the identity encoding named here.
+        if ty.starts_with("message/") {
+            let bytes = match &mime.contents {
+                BodyPart::Text(t) => t.as_bytes(),
+                BodyPart::Binary(b) => b.as_ref(),
+                BodyPart::Multipart(_) => &[],
+            };
+            let encoding = if bytes.is_ascii() { "7bit" } else { "8bit" };
+            mime = mime.transfer_encoding(encoding);
+        }
+        Ok(mime)
     }
 
     fn single_part(
@@ -1563,7 +1551,7 @@ mod build {
         want: &str,
         body_values: &Map<String, Value>,
         blobs: &BTreeMap<String, Vec<u8>>,
-    ) -> Result<Option<Part>, SetError> {
+    ) -> Result<Option<MimePart<'static>>, SetError> {
         match object.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(list)) if list.len() == 1 => {
@@ -1579,40 +1567,79 @@ mod build {
                 if let Some(o) = p.as_object_mut() {
                     o.insert("type".into(), Value::String(want.into()));
                 }
-                part(&p, body_values, blobs, 0).map(Some)
+                part(&p, body_values, blobs, 0).map(|(m, _)| Some(m))
             }
             Some(_) => Err(invalid(key, format!("{key} must be one {want} part"))),
         }
     }
 
-    fn multipart(subtype: &str, parts: Vec<Part>) -> Part {
-        let boundary = format!("=_{}", random_hex(12));
-        Part {
-            headers: vec![(
-                "Content-Type".into(),
-                format!("multipart/{subtype}; boundary=\"{boundary}\""),
-            )],
-            body: Body::Multi { boundary, parts },
+    fn multipart(ty: ContentType<'static>, parts: Vec<MimePart<'static>>) -> MimePart<'static> {
+        MimePart {
+            headers: vec![("Content-Type".into(), ty.into())],
+            contents: BodyPart::Multipart(parts),
         }
     }
 
-    fn render(part: &Part, out: &mut Vec<u8>, with_headers: bool) {
-        if with_headers {
-            for (n, v) in &part.headers {
-                out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    /// An attachment that belongs with the HTML body in its multipart/related: one with a
+    /// `cid` that is not an attachment proper (its disposition, as `part` gives it, is not
+    /// `attachment`).
+    fn is_related(a: &Value) -> bool {
+        let Some(p) = a.as_object() else {
+            return false;
+        };
+        matches!(string_prop(p, "cid"), Ok(Some(_)))
+            && !matches!(disposition(p), Ok(Some(d)) if d == "attachment")
+    }
+
+    /// The body of `textBody`, `htmlBody` and `attachments` (RFC 8621 §4.6): a
+    /// multipart/mixed of the body and the attachments, the body a multipart/alternative of
+    /// the text and the HTML, and the HTML a multipart/related with the inline parts it
+    /// refers to (by cid).
+    fn flat_body(
+        object: &Map<String, Value>,
+        body_values: &Map<String, Value>,
+        blobs: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<MimePart<'static>, SetError> {
+        let text = single_part(object, "textBody", "text/plain", body_values, blobs)?;
+        let html = single_part(object, "htmlBody", "text/html", body_values, blobs)?;
+        let list = match object.get("attachments") {
+            None | Some(Value::Null) => &Vec::new(),
+            Some(Value::Array(list)) => list,
+            Some(_) => return Err(invalid("attachments", "attachments must be an array")),
+        };
+        let mut related = Vec::new();
+        let mut attachments = Vec::new();
+        for a in list {
+            let (p, _) = part(a, body_values, blobs, 0)?;
+            if html.is_some() && is_related(a) {
+                related.push(p);
+            } else {
+                attachments.push(p);
             }
-            out.extend_from_slice(b"\r\n");
         }
-        match &part.body {
-            Body::Leaf(b) => out.extend_from_slice(b),
-            Body::Multi { boundary, parts } => {
-                for p in parts {
-                    out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
-                    render(p, out, true);
-                }
-                out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let html = html.map(|h| {
+            if related.is_empty() {
+                h
+            } else {
+                let ty = ContentType::new("multipart/related").attribute("type", "text/html");
+                multipart(ty, [h].into_iter().chain(related).collect())
             }
-        }
+        });
+        let body = match (text, html) {
+            (Some(t), Some(h)) => Some(multipart(
+                ContentType::new("multipart/alternative"),
+                vec![t, h],
+            )),
+            (Some(p), None) | (None, Some(p)) => Some(p),
+            (None, None) => None,
+        };
+        let mixed = |parts| multipart(ContentType::new("multipart/mixed"), parts);
+        Ok(match (body, attachments.is_empty()) {
+            (Some(b), true) => b,
+            (Some(b), false) => mixed([b].into_iter().chain(attachments).collect()),
+            (None, false) => mixed(attachments),
+            (None, true) => MimePart::new("text/plain", ""),
+        })
     }
 
     /// The message an Email/set create object describes (RFC 8621 §4.6 constraints).
@@ -1642,7 +1669,10 @@ mod build {
         if let Some(p) = object.keys().find(|k| !known(k)) {
             return Err(invalid(p, "unknown Email property"));
         }
-        let mut headers = headers_of(object, true, false)?;
+        let mut headers: Vec<Field> = headers_of(object, true, false)?
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
         let empty = Map::new();
         let body_values = match object.get("bodyValues") {
             None | Some(Value::Null) => &empty,
@@ -1660,16 +1690,12 @@ mod build {
                         "bodyStructure excludes textBody, htmlBody and attachments",
                     ));
                 }
-                let root = part(v, body_values, blobs, 0)?;
-                let top: Vec<String> = headers
-                    .iter()
-                    .map(|(n, _)| n.to_ascii_lowercase())
-                    .collect();
-                if let Some((n, _)) = root
-                    .headers
-                    .iter()
-                    .find(|(n, _)| top.contains(&n.to_ascii_lowercase()))
-                {
+                let (root, _) = part(v, body_values, blobs, 0)?;
+                if let Some((n, _)) = root.headers.iter().find(|(n, _)| {
+                    headers
+                        .iter()
+                        .any(|(h, _)| h.eq_ignore_ascii_case(n.as_ref()))
+                }) {
                     return Err(invalid(
                         "bodyStructure",
                         format!("{n} is also set on the Email"),
@@ -1677,64 +1703,32 @@ mod build {
                 }
                 root
             }
-            _ => {
-                let text = single_part(object, "textBody", "text/plain", body_values, blobs)?;
-                let html = single_part(object, "htmlBody", "text/html", body_values, blobs)?;
-                let attachments = match object.get("attachments") {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Array(list)) => list
-                        .iter()
-                        .map(|a| part(a, body_values, blobs, 0))
-                        .collect::<Result<Vec<_>, _>>()?,
-                    Some(_) => return Err(invalid("attachments", "attachments must be an array")),
-                };
-                let body = match (text, html) {
-                    (Some(t), Some(h)) => Some(multipart("alternative", vec![t, h])),
-                    (Some(p), None) | (None, Some(p)) => Some(p),
-                    (None, None) => None,
-                };
-                match (body, attachments.is_empty()) {
-                    (Some(b), true) => b,
-                    (Some(b), false) => {
-                        let mut parts = vec![b];
-                        parts.extend(attachments);
-                        multipart("mixed", parts)
-                    }
-                    (None, false) => multipart("mixed", attachments),
-                    (None, true) => Part {
-                        headers: vec![
-                            ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-                            ("Content-Transfer-Encoding".into(), "7bit".into()),
-                        ],
-                        body: Body::Leaf(Vec::new()),
-                    },
-                }
-            }
-        };
-        let has = |headers: &[(String, String)], n: &str| {
-            headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n))
+            _ => flat_body(object, body_values, blobs)?,
         };
         let message_id = match headers
             .iter()
             .find(|(h, _)| h.eq_ignore_ascii_case("message-id"))
         {
-            Some((_, v)) => v.trim().to_owned(),
+            Some((name, v)) => {
+                let mut out = Vec::new();
+                write_value(v, name.len() + 2, &mut out);
+                String::from_utf8_lossy(&out).trim().to_owned()
+            }
             None => {
-                let id = format!("<{}@jmap-gateway>", random_hex(16));
-                headers.push(("Message-ID".into(), id.clone()));
-                id
+                let id = format!("{}@jmap-gateway", random_hex(16));
+                headers.push(("Message-ID".into(), MessageId::new(id.clone()).into()));
+                format!("<{id}>")
             }
         };
-        if !has(&headers, "date") {
-            headers.push(("Date".into(), format_date(received_at, 0)));
+        if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case("date")) {
+            let date = mail_builder::headers::date::Date::new(received_at);
+            headers.push(("Date".into(), date.into()));
         }
-        headers.push(("MIME-Version".into(), "1.0".into()));
+        headers.push(("MIME-Version".into(), Raw::new("1.0").into()));
         let mut raw = Vec::new();
-        for (n, v) in headers.iter().chain(&root.headers) {
-            raw.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
-        }
-        raw.extend_from_slice(b"\r\n");
-        render(&root, &mut raw, false);
+        write_fields(&headers, &mut raw);
+        // The root part's own fields (Content-*) and its body; into a Vec this cannot fail.
+        let _ = root.write_part(&mut raw);
         Ok(Built { raw, message_id })
     }
 }
