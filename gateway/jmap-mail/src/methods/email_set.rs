@@ -2242,4 +2242,359 @@ mod tests {
         assert_eq!(rs[1][1]["accountId"], json!("a1"));
         assert!(fake1.messages("INBOX").is_empty());
     }
+
+    // --- the message builder, on its own -------------------------------------------
+
+    /// The message `object` describes, with `blobs` uploaded.
+    fn build(object: Value, blobs: &[(&str, &[u8])]) -> Vec<u8> {
+        let blobs = blobs
+            .iter()
+            .map(|(id, b)| ((*id).to_owned(), b.to_vec()))
+            .collect();
+        let built = super::build::message(object.as_object().unwrap(), &blobs, 1_709_287_200)
+            .unwrap_or_else(|e| panic!("{object}: {e:?}"));
+        built.raw
+    }
+
+    fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default().parse(raw).unwrap()
+    }
+
+    /// The MIME tree below part `id`, as `type(child,child)`.
+    fn shape(m: &mail_parser::Message<'_>, id: u32) -> String {
+        let p = m.part(id).unwrap();
+        let ct = p.content_type().unwrap();
+        let ty = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""));
+        match &p.body {
+            mail_parser::PartType::Multipart(ids) => {
+                let kids: Vec<String> = ids.iter().map(|i| shape(m, *i)).collect();
+                format!("{ty}({})", kids.join(","))
+            }
+            _ => ty,
+        }
+    }
+
+    /// The first part of type `ty`.
+    fn part_of<'a>(m: &'a mail_parser::Message<'a>, ty: &str) -> &'a mail_parser::MessagePart<'a> {
+        m.parts
+            .iter()
+            .find(|p| {
+                p.content_type()
+                    .is_some_and(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")) == ty)
+            })
+            .unwrap_or_else(|| panic!("no {ty} part"))
+    }
+
+    #[test]
+    fn html_with_inline_images_is_multipart_related() {
+        let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image";
+        let raw = build(
+            json!({
+                "subject": "with a picture",
+                "bodyValues": {"t": {"value": "see the picture"},
+                               "h": {"value": "<p>see <img src=\"cid:pic1@x\"></p>"}},
+                "textBody": [{"partId": "t", "type": "text/plain"}],
+                "htmlBody": [{"partId": "h", "type": "text/html"}],
+                "attachments": [
+                    {"blobId": "Gpng", "type": "image/png", "cid": "pic1@x",
+                     "disposition": "inline", "name": "pic.png"},
+                    {"blobId": "Gpdf", "type": "application/pdf", "name": "a.pdf"},
+                    {"blobId": "Gpng", "type": "image/png", "cid": "other@x",
+                     "disposition": "attachment"}
+                ]
+            }),
+            &[("Gpng", png), ("Gpdf", b"%PDF")],
+        );
+        let m = parse(&raw);
+        assert_eq!(
+            shape(&m, 0),
+            "multipart/mixed(multipart/alternative(text/plain,\
+             multipart/related(text/html,image/png)),application/pdf,image/png)"
+        );
+        let related = part_of(&m, "multipart/related");
+        assert_eq!(
+            related.content_type().unwrap().attribute("type"),
+            Some("text/html")
+        );
+        let img = part_of(&m, "image/png");
+        assert_eq!(img.content_id(), Some("pic1@x"));
+        assert_eq!(img.content_disposition().unwrap().ctype(), "inline");
+        assert_eq!(img.attachment_name(), Some("pic.png"));
+        assert_eq!(img.contents(), png);
+        assert_eq!(
+            m.body_html(0).unwrap(),
+            "<p>see <img src=\"cid:pic1@x\"></p>"
+        );
+        // Without an HTML body there is nothing to relate to: one multipart/mixed.
+        let raw = build(
+            json!({
+                "bodyValues": {"t": {"value": "x"}},
+                "textBody": [{"partId": "t"}],
+                "attachments": [{"blobId": "Gpng", "type": "image/png", "cid": "p@x"}]
+            }),
+            &[("Gpng", png)],
+        );
+        assert_eq!(
+            shape(&parse(&raw), 0),
+            "multipart/mixed(text/plain,image/png)"
+        );
+        // An HTML body alone with an inline image.
+        let raw = build(
+            json!({
+                "bodyValues": {"h": {"value": "<img src=\"cid:p@x\">"}},
+                "htmlBody": [{"partId": "h"}],
+                "attachments": [{"blobId": "Gpng", "type": "image/png", "cid": "<p@x>"}]
+            }),
+            &[("Gpng", png)],
+        );
+        let m = parse(&raw);
+        assert_eq!(shape(&m, 0), "multipart/related(text/html,image/png)");
+        assert_eq!(part_of(&m, "image/png").content_id(), Some("p@x"));
+    }
+
+    #[test]
+    fn non_ascii_headers_decode_back_exactly() {
+        let subject = "Grüße aus Köln — 日本語のテキスト, ελληνικά & \"quotes\" =?not a word";
+        let raw = build(
+            json!({
+                "from": [{"name": "Ünïcode Ħ 日本 \"Q\"", "email": "u@example.com"}],
+                "to": [{"name": "Bob, Jr.", "email": "bob@example.com"},
+                       {"name": "Łukasz Żółć", "email": "l@example.com"},
+                       {"email": "plain@example.com"}],
+                "subject": subject,
+                "header:Comments:asText": "naïve café",
+                "header:Cc:asGroupedAddresses": [
+                    {"name": "Équipe", "addresses": [{"name": "Zoë", "email": "z@example.com"},
+                                                     {"email": "y@example.com"}]},
+                    {"name": null, "addresses": [{"name": "Solo", "email": "s@example.com"}]},
+                    {"name": "Empty", "addresses": []}
+                ],
+                "bodyValues": {"t": {"value": "x"}},
+                "textBody": [{"partId": "t"}],
+                "attachments": [{"blobId": "Gb", "type": "text/plain", "name": "résumé ü.txt"}]
+            }),
+            &[("Gb", b"attached")],
+        );
+        assert!(raw.is_ascii(), "{}", String::from_utf8_lossy(&raw));
+        let m = parse(&raw);
+        assert_eq!(m.subject(), Some(subject));
+        let from = m.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some("Ünïcode Ħ 日本 \"Q\""));
+        assert_eq!(from.address(), Some("u@example.com"));
+        let to: Vec<_> = m
+            .to()
+            .unwrap()
+            .iter()
+            .map(|a| (a.name(), a.address().unwrap()))
+            .collect();
+        assert_eq!(
+            to,
+            vec![
+                (Some("Bob, Jr."), "bob@example.com"),
+                (Some("Łukasz Żółć"), "l@example.com"),
+                (None, "plain@example.com"),
+            ]
+        );
+        assert_eq!(
+            m.header("Comments").and_then(|h| h.as_text()),
+            Some("naïve café")
+        );
+        let groups = m.cc().unwrap().as_group().unwrap();
+        let names: Vec<_> = groups.iter().map(|g| g.name.as_deref()).collect();
+        assert_eq!(names, vec![Some("Équipe"), None, Some("Empty")]);
+        assert_eq!(groups[0].addresses.len(), 2);
+        assert_eq!(groups[0].addresses[0].name(), Some("Zoë"));
+        assert_eq!(groups[1].addresses[0].address(), Some("s@example.com"));
+        assert_eq!(
+            m.attachment(0).unwrap().attachment_name(),
+            Some("résumé ü.txt")
+        );
+    }
+
+    #[test]
+    fn long_header_fields_fold_within_78_columns() {
+        let subject = "A rather long subject line that keeps going well past the \
+                       seventy-eight column limit of RFC 5322, and then some more words";
+        let to: Vec<Value> = (0..12)
+            .map(|i| json!({"name": format!("Recipient Number {i}"), "email": format!("r{i}@example.com")}))
+            .collect();
+        let refs: Vec<String> = (0..8)
+            .map(|i| format!("ref-{i}-0123456789@example.com"))
+            .collect();
+        let raw = build(
+            json!({
+                "subject": subject,
+                "to": to,
+                "references": refs,
+                "header:List-Post:asURLs": ["mailto:list@example.com", "https://example.com/a/very/long/path/to/the/list/post/page"],
+                "header:Comments:asText": "ünïcode ".repeat(20),
+                "bodyValues": {"t": {"value": "short"}},
+                "textBody": [{"partId": "t"}]
+            }),
+            &[],
+        );
+        let text = String::from_utf8(raw.clone()).unwrap();
+        for line in text.split("\r\n") {
+            assert!(line.len() <= 78, "{} columns: {line:?}", line.len());
+        }
+        let m = parse(&raw);
+        assert_eq!(m.subject(), Some(subject));
+        assert_eq!(m.to().unwrap().iter().count(), 12);
+        assert_eq!(
+            m.to().unwrap().iter().nth(11).unwrap().name(),
+            Some("Recipient Number 11")
+        );
+        let got = m.references().as_text_list().unwrap();
+        assert_eq!(got, refs.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            m.header("Comments").and_then(|h| h.as_text()),
+            Some("ünïcode ".repeat(20).as_str())
+        );
+    }
+
+    #[test]
+    fn binary_attachments_round_trip_byte_exact() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let latin1 = b"caf\xe9 cr\r lf\n crlf\r\n nul\x00 end".to_vec();
+        let raw = build(
+            json!({
+                "bodyStructure": {"type": "multipart/mixed", "subParts": [
+                    {"blobId": "Gbin", "type": "application/octet-stream", "name": "all.bin"},
+                    {"blobId": "Glat", "type": "text/plain", "charset": "iso-8859-1",
+                     "disposition": "attachment"},
+                    {"blobId": "Gmsg", "type": "message/rfc822"}
+                ]}
+            }),
+            &[
+                ("Gbin", &bytes),
+                ("Glat", &latin1),
+                ("Gmsg", b"Subject: inner\r\n\r\nhi\r\n"),
+            ],
+        );
+        let m = parse(&raw);
+        assert_eq!(m.attachment(0).unwrap().contents(), &bytes[..]);
+        // A text blob keeps its charset and every line break as it was (mail-parser hands
+        // the text back in UTF-8).
+        let lat = m.attachment(1).unwrap();
+        let as_utf8: String = latin1.iter().map(|b| char::from(*b)).collect();
+        assert_eq!(lat.text_contents(), Some(as_utf8.as_str()));
+        assert_eq!(
+            lat.content_type().unwrap().attribute("charset"),
+            Some("iso-8859-1")
+        );
+        // An encapsulated message is never base64 or quoted-printable (RFC 2046 §5.2.1).
+        let inner = m.attachment(2).unwrap();
+        assert_eq!(inner.content_transfer_encoding(), Some("7bit"));
+        assert_eq!(inner.message().unwrap().subject(), Some("inner"));
+    }
+
+    #[test]
+    fn raw_values_dates_and_message_ids() {
+        let object = json!({
+            "messageId": ["given@example.com"],
+            "sentAt": "2024-03-01T12:30:00+02:00",
+            "header:X-Folded": " first\r\n\tsecond",
+            "header:X-Plain:asRaw": "  two spaces",
+            "bodyValues": {"t": {"value": "x"}},
+            "textBody": [{"partId": "t"}]
+        });
+        let built = super::build::message(object.as_object().unwrap(), &BTreeMap::new(), 0)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(built.message_id, "<given@example.com>");
+        let text = String::from_utf8(built.raw.clone()).unwrap();
+        // Raw values go as given (one leading space is the one after the colon).
+        assert!(
+            text.contains("\r\nX-Folded: first\r\n\tsecond\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nX-Plain:  two spaces\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nDate: Fri, 1 Mar 2024 12:30:00 +0200\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Message-ID: <given@example.com>\r\n"),
+            "{text}"
+        );
+        // Without them: a generated Message-ID and the receivedAt date.
+        let object = json!({"subject": "s"});
+        let built =
+            super::build::message(object.as_object().unwrap(), &BTreeMap::new(), 1_709_287_200)
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        let m = parse(&built.raw);
+        assert_eq!(format!("<{}>", m.message_id().unwrap()), built.message_id);
+        assert_eq!(m.date().unwrap().to_timestamp(), 1_709_287_200);
+        assert_eq!(m.body_text(0).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn two_properties_for_one_part_field_are_invalid() {
+        let object = json!({
+            "bodyValues": {"t": {"value": "x"}},
+            "textBody": [{"partId": "t", "cid": "a@b", "header:Content-ID": " <c@d>"}]
+        });
+        let e = super::build::message(object.as_object().unwrap(), &BTreeMap::new(), 0)
+            .err()
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&e).unwrap()["properties"],
+            json!(["header:Content-ID"])
+        );
+    }
+
+    #[tokio::test]
+    async fn rfc8621_email_set_create_example() {
+        // RFC 8621 §4.6's example create, in a mailbox of ours.
+        let (f, fake) = fixture_with_fake().await;
+        let drafts = mbox(&f, "Drafts");
+        let plain =
+            "I have the most brilliant plan. Let me tell you all about it. What we do is, we";
+        let html = "<!DOCTYPE html><html><head><title></title><style type=\"text/css\">\
+                    div{font-size:16px}</style></head><body><div>I have the most brilliant \
+                    plan. Let me tell you all about it. What we do is, we</div></body></html>";
+        let r = set(
+            &f,
+            json!({"create": {"k192": {
+                "mailboxIds": {&drafts: true},
+                "keywords": {"$seen": true, "$draft": true},
+                "from": [{"name": "Joe Bloggs", "email": "joe@example.com"}],
+                "subject": "World domination",
+                "receivedAt": "2018-07-10T01:03:11Z",
+                "header:User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:52.0) Gecko/20100101 Thunderbird/52.8.0",
+                "bodyStructure": {
+                    "type": "multipart/alternative",
+                    "subParts": [{"partId": "1", "type": "text/plain"},
+                                 {"partId": "2", "type": "text/html"}]
+                },
+                "bodyValues": {
+                    "1": {"isEncodingProblem": false, "isTruncated": false, "value": plain},
+                    "2": {"isEncodingProblem": false, "isTruncated": false, "value": html}
+                }
+            }}}),
+        )
+        .await;
+        assert!(r["created"]["k192"]["id"].is_string(), "{r}");
+        let stored = fake.messages("Drafts");
+        assert_eq!(stored[0].received_at, 1_531_184_591);
+        assert!(stored[0].keywords.contains("$draft") && stored[0].keywords.contains("$seen"));
+        let m = parse(&stored[0].raw);
+        assert_eq!(shape(&m, 0), "multipart/alternative(text/plain,text/html)");
+        assert_eq!(m.subject(), Some("World domination"));
+        let from = m.from().unwrap().first().unwrap();
+        assert_eq!(
+            (from.name(), from.address()),
+            (Some("Joe Bloggs"), Some("joe@example.com"))
+        );
+        assert_eq!(
+            m.header_raw("User-Agent").map(str::trim),
+            Some("Mozilla/5.0 (X11; Linux x86_64; rv:52.0) Gecko/20100101 Thunderbird/52.8.0")
+        );
+        assert_eq!(m.body_text(0).as_deref(), Some(plain));
+        assert_eq!(m.body_html(0).as_deref(), Some(html));
+        assert_eq!(
+            m.date().unwrap().to_timestamp(),
+            1_531_184_591,
+            "no sentAt: the Date is receivedAt"
+        );
+    }
 }
