@@ -1342,4 +1342,254 @@ mod tests {
         assert_eq!(role(&f("Outbox", 6, "0")), None);
         assert!(!FolderType(8).is_mail());
     }
+
+    use crate::fake_server::{FakeServer, Reply};
+    use wbxml::tag::{airsync as s, composemail as cm, folderhierarchy as fh};
+
+    fn account_at(server: &FakeServer) -> EasAccount {
+        EasAccount::new(
+            EasEndpoint {
+                url: server.url.clone(),
+                username: "alice".into(),
+                password: upstream::Secret::new("pw".to_owned()),
+                device_id: "UnitTestDevice".into(),
+                device_type: "JmapGatewayTest".into(),
+                extra_ca_pem: None,
+            },
+            EasSettings::default(),
+        )
+        .unwrap()
+    }
+
+    /// A FolderSync answer listing one mail folder, `inbox`.
+    fn folder_sync() -> Reply {
+        Reply::Wbxml(Some(
+            Element::new(fh::FolderSync)
+                .child(Element::with_text(fh::Status, "1"))
+                .child(Element::with_text(fh::SyncKey, "1"))
+                .child(
+                    Element::new(fh::Changes)
+                        .child(Element::with_text(fh::Count, "1"))
+                        .child(
+                            Element::new(fh::Add)
+                                .child(Element::with_text(fh::ServerId, "inbox"))
+                                .child(Element::with_text(fh::ParentId, "0"))
+                                .child(Element::with_text(fh::DisplayName, "Inbox"))
+                                .child(Element::with_text(fh::Type, "2")),
+                        ),
+                ),
+        ))
+    }
+
+    /// A Sync answer for collection `inbox` with this status (and key).
+    fn sync_answer(status: u32, key: Option<&str>) -> Reply {
+        let mut c = Element::new(s::Collection);
+        if let Some(k) = key {
+            c = c.child(Element::with_text(s::SyncKey, k));
+        }
+        c = c
+            .child(Element::with_text(s::CollectionId, "inbox"))
+            .child(Element::with_text(s::Status, status.to_string()));
+        Reply::Wbxml(Some(
+            Element::new(s::Sync).child(Element::new(s::Collections).child(c)),
+        ))
+    }
+
+    /// A Sync answer with only a request-level status.
+    fn sync_request_status(status: u32) -> Reply {
+        Reply::Wbxml(Some(
+            Element::new(s::Sync).child(Element::with_text(s::Status, status.to_string())),
+        ))
+    }
+
+    fn inbox() -> RemoteMailbox {
+        RemoteMailbox {
+            remote_id: "inbox".into(),
+            name: "Inbox".into(),
+            parent: None,
+            role: Some(MailboxRole::Inbox),
+            subscribed: true,
+            selectable: true,
+        }
+    }
+
+    #[derive(Default)]
+    struct Batches(Vec<SyncBatch>);
+
+    impl SyncSink for Batches {
+        fn apply(&mut self, batch: SyncBatch) -> BoxFuture<'_, Result<(), UpstreamError>> {
+            self.0.push(batch);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// Status 13 (incomplete request), for the collection or for the whole request: the
+    /// same full request goes out once more, and its answer counts.
+    #[tokio::test]
+    async fn a_sync_answered_13_is_sent_again_once_in_full() {
+        for first in [sync_answer(13, None), sync_request_status(13)] {
+            let server =
+                FakeServer::start(vec![folder_sync(), first, sync_answer(1, Some("6"))]).await;
+            let a = account_at(&server);
+            let mut sink = Batches::default();
+            a.sync_mailbox(&inbox(), Some(&encode_cursor("5")), &mut sink)
+                .await
+                .unwrap();
+            assert_eq!(server.commands(), ["FolderSync", "Sync", "Sync"]);
+            let got = server.received();
+            assert_eq!(got[1].body, got[2].body, "the very same request again");
+            let request = got[1].element();
+            let collection = request.find_path(&[s::Collections, s::Collection]).unwrap();
+            assert_eq!(collection.child_text(s::SyncKey), Some("5"));
+            assert_eq!(collection.child_text(s::CollectionId), Some("inbox"));
+            assert!(collection.find(s::Options).is_some(), "the full request");
+            assert_eq!(sink.0.len(), 1, "{:?}", sink.0);
+            assert_eq!(sink.0[0].cursor, encode_cursor("6"));
+            assert!(sink.0[0].complete);
+        }
+    }
+
+    /// A second status 13 in a row is an error naming it; nothing is sent a third time.
+    #[tokio::test]
+    async fn a_second_13_is_an_error_not_a_loop() {
+        let server = FakeServer::start(vec![
+            folder_sync(),
+            sync_answer(13, None),
+            sync_answer(13, None),
+            sync_answer(1, Some("6")),
+        ])
+        .await;
+        let a = account_at(&server);
+        let mut sink = Batches::default();
+        let err = a
+            .sync_mailbox(&inbox(), Some(&encode_cursor("5")), &mut sink)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, UpstreamError::Protocol(t) if t.contains("Sync status 13 (incomplete request)")),
+            "{err:?}"
+        );
+        assert_eq!(server.commands(), ["FolderSync", "Sync", "Sync"]);
+        assert!(sink.0.is_empty());
+    }
+
+    const REPLY: &[u8] = b"From: alice@example.test\r\nTo: bob@example.test\r\n\
+        Subject: Re: plans\r\nIn-Reply-To: <o@example.test>\r\n\r\nYes.\r\n";
+
+    fn reply_op() -> WriteOp {
+        WriteOp::Send {
+            raw: REPLY.to_vec(),
+            envelope: upstream::Envelope {
+                mail_from: "alice@example.test".into(),
+                rcpt_to: vec!["bob@example.test".into()],
+            },
+            save_in_sent: true,
+        }
+    }
+
+    fn source(kind: SourceKind) -> SendSource {
+        SendSource {
+            kind,
+            mailbox: "inbox".into(),
+            uid: "7".into(),
+        }
+    }
+
+    /// SmartReply / SmartForward carry the item as Source, ReplaceMime and the MIME as given.
+    #[tokio::test]
+    async fn a_reply_goes_out_as_smart_reply_with_source_and_replace_mime() {
+        for (kind, cmd, root) in [
+            (SourceKind::Reply, "SmartReply", cm::SmartReply),
+            (SourceKind::Forward, "SmartForward", cm::SmartForward),
+        ] {
+            let server = FakeServer::start(vec![Reply::Wbxml(None)]).await;
+            let a = account_at(&server);
+            let outcome = a.send_about(reply_op(), source(kind)).await.unwrap();
+            assert_eq!(outcome, WriteOutcome::Done);
+            assert_eq!(server.commands(), [cmd]);
+            let request = server.received()[0].element();
+            assert_eq!(request.tag, root);
+            assert_eq!(
+                request
+                    .find_path(&[cm::Source, cm::FolderId])
+                    .and_then(Element::text_value),
+                Some("inbox")
+            );
+            assert_eq!(
+                request
+                    .find_path(&[cm::Source, cm::ItemId])
+                    .and_then(Element::text_value),
+                Some("7")
+            );
+            assert!(request.find(cm::ReplaceMime).is_some());
+            assert!(request.find(cm::SaveInSentItems).is_some());
+            assert!(
+                request
+                    .child_text(cm::ClientId)
+                    .is_some_and(|c| !c.is_empty())
+            );
+            assert_eq!(
+                request.find(cm::Mime).and_then(Element::bytes_value),
+                Some(REPLY)
+            );
+        }
+    }
+
+    /// Status 150 (the source is unknown) proves nothing was sent: SendMail sends it instead,
+    /// under a new ClientId.
+    #[tokio::test]
+    async fn an_unknown_source_falls_back_to_send_mail() {
+        let not_found = Element::new(cm::SmartReply).child(Element::with_text(cm::Status, "150"));
+        let server =
+            FakeServer::start(vec![Reply::Wbxml(Some(not_found)), Reply::Wbxml(None)]).await;
+        let a = account_at(&server);
+        let outcome = a
+            .send_about(reply_op(), source(SourceKind::Reply))
+            .await
+            .unwrap();
+        assert_eq!(outcome, WriteOutcome::Done);
+        assert_eq!(server.commands(), ["SmartReply", "SendMail"]);
+        let got = server.received();
+        let (smart, send) = (got[0].element(), got[1].element());
+        assert_eq!(send.tag, cm::SendMail);
+        assert_eq!(
+            send.find(cm::Mime).and_then(Element::bytes_value),
+            Some(REPLY)
+        );
+        assert!(send.find(cm::SaveInSentItems).is_some());
+        assert_ne!(
+            smart.child_text(cm::ClientId),
+            send.child_text(cm::ClientId)
+        );
+    }
+
+    /// A failure that may have come after the message went out (a server error, a dropped
+    /// connection) is reported and nothing is sent again, by SmartReply or SendMail.
+    #[tokio::test]
+    async fn a_send_that_may_have_happened_is_never_sent_again() {
+        for failure in [Reply::Http(500), Reply::Drop] {
+            let server = FakeServer::start(vec![
+                failure.clone(),
+                Reply::Wbxml(None),
+                Reply::Wbxml(None),
+            ])
+            .await;
+            let a = account_at(&server);
+            let err = a
+                .send_about(reply_op(), source(SourceKind::Reply))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, UpstreamError::Unavailable(_)),
+                "{failure:?}: {err:?}"
+            );
+            assert_eq!(server.commands(), ["SmartReply"], "{failure:?}");
+        }
+        // The same for SendMail.
+        let server = FakeServer::start(vec![Reply::Drop, Reply::Wbxml(None)]).await;
+        let a = account_at(&server);
+        let err = a.apply(reply_op()).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Unavailable(_)), "{err:?}");
+        assert_eq!(server.commands(), ["SendMail"]);
+    }
 }

@@ -16,6 +16,8 @@
 mod account;
 pub mod command;
 mod email;
+#[cfg(test)]
+mod fake_server;
 pub mod transport;
 
 pub use account::{EasAccount, EasSettings};

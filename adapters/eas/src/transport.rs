@@ -10,6 +10,9 @@ use wbxml::Element;
 use crate::command::{Provision, ProvisionResponse, ProvisionedPolicy};
 
 const WBXML: &str = "application/vnd.ms-sync.wbxml";
+
+/// The commands that submit a message: never sent twice on a doubt.
+const SUBMISSIONS: [&str; 3] = ["SendMail", "SmartReply", "SmartForward"];
 const USER_AGENT: &str = concat!("jmap-gateway/", env!("CARGO_PKG_VERSION"));
 /// Time allowed for any command but Ping, whose limit follows its heartbeat.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -478,8 +481,14 @@ impl EasClient {
         let response = match request.send().await {
             Ok(response) => response,
             // A pooled connection the server closed while idle fails at once: send again on a
-            // new one. Timeouts are not retried.
-            Err(e) if !e.is_timeout() && retry.is_some() => {
+            // new one. Timeouts are not retried, and a message submission is sent again only
+            // when it never reached the server (a connect error): a connection that broke
+            // later may have delivered it (issue #6).
+            Err(e)
+                if !e.is_timeout()
+                    && retry.is_some()
+                    && (e.is_connect() || !SUBMISSIONS.contains(&cmd)) =>
+            {
                 tracing::debug!(cmd, error = %e, "EAS request failed on a reused connection; resending");
                 match retry {
                     Some(again) => again.send().await.map_err(transport)?,
