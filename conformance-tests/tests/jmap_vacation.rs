@@ -295,3 +295,44 @@ async fn jmap_vacation_through_managesieve() {
     assert_eq!(got["list"][0]["isEnabled"], json!(false));
     let _ = raw.command(b"LOGOUT\r\n").await;
 }
+
+/// The adapter's ManageSieve client against the real Pigeonhole over STARTTLS, verified with
+/// the test CA (and refused without it): capabilities, PUTSCRIPT/GETSCRIPT round trip with a
+/// literal, CHECKSCRIPT's verdict on a bad script, SETACTIVE and DELETESCRIPT.
+#[tokio::test]
+async fn jmap_vacation_client_over_starttls() {
+    use imap::sieve::{SieveClient, SieveError, SieveServer};
+    let dovecot = crate::imap_support::PrivateDovecot::start();
+    let creds = crate::imap_support::creds();
+    let mut server = SieveServer::new("127.0.0.1", dovecot.sieve_port, imap::Security::StartTls);
+    match SieveClient::connect(&server, &creds).await {
+        Err(SieveError::Tls(_)) => {}
+        other => panic!("an unknown CA must fail TLS: {other:?}"),
+    }
+    server.extra_ca_pem = Some(std::fs::read(dovecot.dir.join("tls/ca.pem")).unwrap());
+    let mut c = SieveClient::connect(&server, &creds).await.unwrap();
+    assert!(c.capabilities().has_extension("vacation"));
+    assert!(c.capabilities().has_extension("date"));
+    let script = "# \"quoted\" {3}\r\nkeep;\r\n";
+    c.put_script("a \"b\"", script).await.unwrap();
+    assert_eq!(c.get_script("a \"b\"").await.unwrap(), script);
+    match c.check_script("nonsense here;").await {
+        Err(SieveError::No { message, .. }) => assert!(!message.is_empty()),
+        other => panic!("a bad script must be refused: {other:?}"),
+    }
+    c.set_active("a \"b\"").await.unwrap();
+    assert_eq!(c.active_script().await.unwrap().as_deref(), Some("a \"b\""));
+    c.set_active("").await.unwrap();
+    c.delete_script("a \"b\"").await.unwrap();
+    assert!(c.list_scripts().await.unwrap().is_empty());
+    c.logout().await;
+
+    let wrong = imap::Credentials {
+        username: creds.username.clone(),
+        password: upstream::Secret::new("wrong".into()),
+    };
+    match SieveClient::connect(&server, &wrong).await {
+        Err(SieveError::AuthFailed { .. }) => {}
+        other => panic!("a wrong password must be refused: {other:?}"),
+    }
+}
