@@ -709,6 +709,62 @@ mod tests {
     }
 
     #[test]
+    fn a_sieve_table_defaults_to_the_imap_account() {
+        let config = Config::parse(
+            r#"
+            [[users]]
+            name = "a"
+            password = "x"
+            [[users.accounts]]
+            kind = "imap"
+            host = "imap.example.com"
+            username = "u"
+            password = "p"
+            [users.accounts.sieve]
+            [[users.accounts]]
+            kind = "imap"
+            host = "imap.example.com"
+            username = "u"
+            password = "p"
+            [users.accounts.sieve]
+            host = "sieve.example.com"
+            port = 2000
+            tls = "tls"
+            username = "v"
+            password = "q"
+            [[users.accounts]]
+            kind = "imap"
+            host = "imap.example.com"
+            username = "u"
+            password = "p"
+            "#,
+        )
+        .expect("valid");
+        let accounts = &config.users[0].accounts;
+        let default = sieve_spec_for(&accounts[0])
+            .expect("resolves")
+            .expect("a table");
+        assert_eq!(
+            (default.server.host.as_str(), default.server.port),
+            ("imap.example.com", 4190)
+        );
+        assert_eq!(default.server.security, imap::Security::StartTls);
+        assert_eq!(default.creds.username, "u");
+        assert_eq!(default.creds.password.expose(), "p");
+        let explicit = sieve_spec_for(&accounts[1])
+            .expect("resolves")
+            .expect("a table");
+        assert_eq!(
+            (explicit.server.host.as_str(), explicit.server.port),
+            ("sieve.example.com", 2000)
+        );
+        assert_eq!(explicit.server.security, imap::Security::Tls);
+        assert_eq!(explicit.creds.username, "v");
+        assert_eq!(explicit.creds.password.expose(), "q");
+        assert!(sieve_spec_for(&accounts[2]).expect("resolves").is_none());
+    }
+
+    #[test]
     fn upstream_quotas_become_jmap_quotas() {
         let q = quota_infos(&[
             remote("User quota", "STORAGE", 5, 1_048_576),
