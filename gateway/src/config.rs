@@ -926,7 +926,10 @@ mod tests {
             ]
         );
         let e = Config::parse(&text.replace("tls = \"none\"", "tsl = \"none\"")).unwrap_err();
-        assert!(e.contains("users[0].accounts[1]") && e.contains("tsl"), "{e}");
+        assert!(
+            e.contains("users[0].accounts[1]") && e.contains("tsl"),
+            "{e}"
+        );
     }
 
     #[test]
