@@ -1173,6 +1173,21 @@ mod build {
             .collect()
     }
 
+    /// Unstructured text (RFC 2047 words where needed). mail-builder starts a field whose
+    /// name reaches column 76 with a bare line break, and its value would begin a line of
+    /// its own (a field of its own when it looks like one): such a value is written as if
+    /// it started at column 1 and kept as a raw, already folded value.
+    fn text(s: String, name: &str) -> HeaderType<'static> {
+        if name.len() + 2 < 76 {
+            return Text::new(s).into();
+        }
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = Text::new(s).write_header(&mut out, 1);
+        let folded = String::from_utf8_lossy(&out);
+        Raw::new(folded.trim_end().to_owned()).into()
+    }
+
     /// One header value in a parsed form, for the field `name`.
     fn format_value(form: Form, v: &Value, name: &str) -> Option<HeaderType<'static>> {
         Some(match form {
@@ -1191,7 +1206,7 @@ mod build {
                 Raw::new(s.strip_prefix(' ').unwrap_or(s).to_owned()).into()
             }
             // Unstructured text has no line breaks: they become spaces.
-            Form::Text => Text::new(v.as_str()?.replace(['\r', '\n'], " ")).into(),
+            Form::Text => text(v.as_str()?.replace(['\r', '\n'], " "), name),
             Form::Addresses => {
                 Address::new_list(addresses(v)?.into_iter().map(Address::Address).collect()).into()
             }
@@ -2525,6 +2540,49 @@ mod tests {
         assert_eq!(format!("<{}>", m.message_id().unwrap()), built.message_id);
         assert_eq!(m.date().unwrap().to_timestamp(), 1_709_287_200);
         assert_eq!(m.body_text(0).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_long_field_name_cannot_start_a_field_of_its_own() {
+        let name = format!("X-{}", "n".repeat(80));
+        for (key, value) in [
+            (format!("header:{name}:asText"), "Bcc: evil@example.com"),
+            (format!("header:{name}:asText"), "Bcc: ëvil@example.com"),
+        ] {
+            let raw = build(
+                json!({
+                    key.clone(): value,
+                    "bodyStructure": {"subParts": [{"partId": "t", key: value}]},
+                    "bodyValues": {"t": {"value": "x"}}
+                }),
+                &[],
+            );
+            let m = parse(&raw);
+            assert!(m.bcc().is_none(), "{}", String::from_utf8_lossy(&raw));
+            assert_eq!(
+                m.header_values(name.as_str()).count(),
+                1,
+                "{}",
+                String::from_utf8_lossy(&raw)
+            );
+            let got = m.header_raw(name.as_str()).unwrap();
+            let section = format!("Subject:{got}\r\n\r\n");
+            let text = mail_parser::MessageParser::new()
+                .parse_headers(section.as_bytes())
+                .unwrap();
+            assert_eq!(text.subject(), Some(value));
+            let part = m.part(1).unwrap();
+            assert!(
+                part.headers
+                    .iter()
+                    .filter(|h| h.name.as_str() == name)
+                    .count()
+                    == 1
+                    && !part.headers.iter().any(|h| h.name.as_str() == "Bcc"),
+                "{}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
     }
 
     #[test]
