@@ -205,6 +205,9 @@ struct Session {
 pub struct EasClient {
     endpoint: EasEndpoint,
     http: reqwest::Client,
+    /// The same, without a connection pool: submissions go out on a fresh connection, so
+    /// a failure is never the stale-idle-connection race that justifies sending again.
+    fresh: reqwest::Client,
     session: Arc<Mutex<Session>>,
 }
 
@@ -215,12 +218,18 @@ impl EasClient {
     pub fn new(endpoint: EasEndpoint) -> Result<Self, EasError> {
         let tls = upstream::tls::client_config(endpoint.extra_ca_pem.as_deref())
             .map_err(EasError::Tls)?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(20))
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| EasError::Tls(e.to_string()))?;
+        let build = |pooled: bool| {
+            let mut builder = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls.clone())
+                .connect_timeout(Duration::from_secs(20))
+                .user_agent(USER_AGENT);
+            if !pooled {
+                builder = builder.pool_max_idle_per_host(0);
+            }
+            builder.build().map_err(|e| EasError::Tls(e.to_string()))
+        };
+        let http = build(true)?;
+        let fresh = build(false)?;
         let session = Session {
             url: endpoint.url.clone(),
             version: "14.1",
@@ -229,6 +238,7 @@ impl EasClient {
         Ok(EasClient {
             endpoint,
             http,
+            fresh,
             session: Arc::new(Mutex::new(session)),
         })
     }
@@ -448,8 +458,9 @@ impl EasClient {
     ) -> Result<Answer, EasError> {
         let session = self.session();
         let url = self.command_url(&session.url, cmd);
-        let mut request = self
-            .http
+        let submission = SUBMISSIONS.contains(&cmd);
+        let client = if submission { &self.fresh } else { &self.http };
+        let mut request = client
             .post(&url)
             .basic_auth(
                 &self.endpoint.username,
@@ -484,11 +495,7 @@ impl EasClient {
             // new one. Timeouts are not retried, and a message submission is sent again only
             // when it never reached the server (a connect error): a connection that broke
             // later may have delivered it (issue #6).
-            Err(e)
-                if !e.is_timeout()
-                    && retry.is_some()
-                    && (e.is_connect() || !SUBMISSIONS.contains(&cmd)) =>
-            {
+            Err(e) if !e.is_timeout() && retry.is_some() && (e.is_connect() || !submission) => {
                 tracing::debug!(cmd, error = %e, "EAS request failed on a reused connection; resending");
                 match retry {
                     Some(again) => again.send().await.map_err(transport)?,
