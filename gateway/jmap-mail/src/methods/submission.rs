@@ -1013,7 +1013,8 @@ async fn send_source<A: MailAccount>(
     }
     for (kind, message_id) in wanted {
         let found = match held_email(account, &message_id, &email.id).await {
-            Ok(found) => found,
+            Ok(Some(found)) => Some(found),
+            Ok(None) => unindexed_email(account, sync, &message_id, email).await,
             Err(e) => {
                 tracing::debug!(account = %account.store_id(), "looking up {message_id}: {e}");
                 None
@@ -1040,6 +1041,79 @@ async fn send_source<A: MailAccount>(
             .min();
         if let Some((_, mailbox, uid)) = best {
             return Some(SendSource { kind, mailbox, uid });
+        }
+    }
+    None
+}
+
+/// How many of the account's newest Emails [`unindexed_email`] looks at, and how many raw
+/// messages it reads at most.
+const UNINDEXED_SCAN: usize = 2000;
+const UNINDEXED_READS: usize = 5;
+
+/// The Email whose Message-ID is `message_id` among those whose Message-ID the store does not
+/// know (EAS reports no Message-ID, so its Emails have none until their raw message is read):
+/// of the account's newest Emails, those with the base subject of `sent`, confirmed by the
+/// Message-ID of their raw message (the blob cache, else fetched upstream).
+async fn unindexed_email<A: MailAccount>(
+    account: &A,
+    sync: &crate::AccountSync,
+    message_id: &str,
+    sent: &EmailRecord,
+) -> Option<EmailRecord> {
+    let a = account.store_id();
+    let base = crate::base_subject(sent.subject.as_deref());
+    let not = sent.id.clone();
+    let candidates = account
+        .store()
+        .run(move |s| {
+            let q = state::EmailQuery {
+                source: state::EmailSource::AllMail,
+                sort: state::EmailSort::ReceivedAt,
+                ascending: false,
+                collapse_threads: false,
+                position: 0,
+                anchor: None,
+                anchor_offset: 0,
+                limit: Some(UNINDEXED_SCAN),
+            };
+            let mut out = Vec::new();
+            for id in s.query_emails(a, &q)?.ids {
+                if id.as_str() == not {
+                    continue;
+                }
+                let Some(record) = s
+                    .get(a, DataType::Email, &id)?
+                    .and_then(|b| EmailRecord::from_bytes(&b))
+                else {
+                    continue;
+                };
+                if record.message_id.is_empty()
+                    && crate::base_subject(record.subject.as_deref()) == base
+                {
+                    out.push((id, record));
+                    if out.len() == UNINDEXED_READS {
+                        break;
+                    }
+                }
+            }
+            Ok::<_, state::Error>(out)
+        })
+        .await
+        .ok()?;
+    for (id, record) in candidates {
+        let raw = match sync.raw_message(&id).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::debug!(account = %a, email = %id, "not read while looking for a source: {e}");
+                continue;
+            }
+        };
+        let own = mail_parser::MessageParser::default()
+            .parse_headers(&raw[..])
+            .and_then(|m| m.message_id().map(str::to_owned));
+        if own.is_some_and(|m| m.eq_ignore_ascii_case(message_id)) {
+            return Some(record);
         }
     }
     None
