@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use conformance_tests::sogo;
 use eas::{EasAccount, EasEndpoint, EasSettings};
 use upstream::{
-    BoxFuture, Envelope, MailboxRole, MessageChange, RemoteMailbox, RemoteMessage, SyncBatch,
-    SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
+    BoxFuture, Envelope, MailboxRole, MessageChange, RemoteMailbox, RemoteMessage, SendSource,
+    SourceKind, SyncBatch, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
 };
 
 /// The stack's Dovecot (IMAP), where SOGo keeps the mail.
@@ -757,4 +757,177 @@ async fn out_of_office_is_unsupported_while_sogo_vacation_is_off() {
     assert!(!a.supports_oof().await.unwrap());
     // The account is otherwise fine: the refusals were about Oof only.
     assert!(!a.list_mailboxes().await.unwrap().is_empty());
+}
+
+/// A reply and a forward of a message alice holds go out as SmartReply / SmartForward with
+/// ReplaceMime: bob gets each message exactly as given (SOGo does not append the original),
+/// and SOGo marks the original `\Answered` / `$Forwarded`, which the next Sync reports (so a
+/// plain SendMail, which marks nothing, was not used). A source SOGo does not hold is no
+/// error to it: with ReplaceMime it sends the message all the same.
+#[tokio::test]
+async fn smart_reply_and_forward_send_the_message_as_given_and_mark_the_original() {
+    let name = unique("eassmart");
+    make_mailbox(&name, &name, 2, |_| "()");
+    let a = account("smart", EasSettings::default());
+    let mailbox = find(&a, &name).await;
+    let first = sync(&a, &mailbox, None).await;
+    let mut originals = first.upserts();
+    originals.sort_by_key(|m| m.uid.parse::<u64>().unwrap_or(0));
+    assert_eq!(originals.len(), 2);
+    assert!(
+        originals.iter().all(|m| m.keywords.is_empty()),
+        "{originals:?}"
+    );
+    let mut cursor = first.batches.last().unwrap().cursor.clone();
+    let source = |kind, uid: &str| SendSource {
+        kind,
+        mailbox: mailbox.remote_id.clone(),
+        uid: uid.to_owned(),
+    };
+    let send = |subject: &str, text: &str, i: usize| {
+        WriteOp::Send {
+        raw: format!(
+            "From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n\
+             Subject: {subject}\r\nMessage-ID: <{}@example.test>\r\n\
+             In-Reply-To: <{name}-{i}.{i}@example.test>\r\nReferences: <{name}-{i}.{i}@example.test>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n",
+            subject.replace([' ', ':'], "")
+        )
+        .into_bytes(),
+        envelope: Envelope {
+            mail_from: "alice@example.test".into(),
+            rcpt_to: vec!["bob@example.test".into()],
+        },
+        save_in_sent: true,
+    }
+    };
+    let flags = |i: usize| {
+        imap(
+            0,
+            &format!(
+                "m.select({name:?})\nprint(m.fetch('{}', '(FLAGS)')[1][0].decode())",
+                i + 1
+            ),
+        )
+    };
+
+    for (i, kind, token, text, flag, keyword) in [
+        (
+            0,
+            SourceKind::Reply,
+            format!("{name}r"),
+            "My answer, without quoting.",
+            "\\Answered",
+            "$answered",
+        ),
+        (
+            1,
+            SourceKind::Forward,
+            format!("{name}f"),
+            "Passing this on.",
+            "$Forwarded",
+            "$forwarded",
+        ),
+    ] {
+        let original = originals[i];
+        let original_body = format!("Body of {name}-{i}.");
+        let outcome = a
+            .send_about(
+                send(&format!("Re: {token}"), text, i),
+                source(kind, &original.uid),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, WriteOutcome::Done);
+        let got = arrived(1, "INBOX", &token).await;
+        assert_eq!(got.matches(text).count(), 1, "{got}");
+        assert!(
+            !got.contains(&original_body),
+            "the original is not appended: {got}"
+        );
+        assert!(
+            !got.to_ascii_lowercase().contains("message/rfc822"),
+            "{got}"
+        );
+        let upstream = flags(i);
+        assert!(
+            upstream.contains(flag),
+            "{kind:?} marks the original {flag}: {upstream}"
+        );
+        let again = sync(&a, &mailbox, Some(&cursor)).await;
+        cursor = again.batches.last().unwrap().cursor.clone();
+        let reported: Vec<&BTreeSet<String>> = again
+            .batches
+            .iter()
+            .flat_map(|b| &b.changes)
+            .filter_map(|c| match c {
+                MessageChange::Keywords { uid, keywords } if uid == &original.uid => Some(keywords),
+                _ => None,
+            })
+            .collect();
+        println!("{kind:?}: upstream {upstream}, Sync reports {reported:?}");
+        assert!(
+            reported.last().is_some_and(|k| k.contains(keyword)),
+            "{kind:?}: {:?}",
+            again.batches
+        );
+    }
+    let sent = imap(
+        0,
+        &format!("m.select('Sent')\nprint(m.search(None, 'SUBJECT', {name:?})[1])"),
+    );
+    assert_eq!(
+        sent.split_whitespace().count(),
+        2,
+        "both copies filed: {sent}"
+    );
+
+    // An item SOGo does not hold: sent all the same, no status.
+    let token = format!("{name}n");
+    a.send_about(
+        send(&token, "No source.", 0),
+        source(SourceKind::Reply, "999999"),
+    )
+    .await
+    .unwrap();
+    arrived(1, "INBOX", &token).await;
+
+    imap(
+        0,
+        &format!(
+            "m.select('Sent')\nfor n in m.search(None, 'SUBJECT', {name:?})[1][0].split(): m.store(n, '+FLAGS', '\\\\Deleted')\nm.expunge()\nm.delete({name:?})"
+        ),
+    );
+    imap(
+        1,
+        &format!(
+            "m.select('INBOX')\nfor n in m.search(None, 'SUBJECT', {name:?})[1][0].split(): m.store(n, '+FLAGS', '\\\\Deleted')\nm.expunge()"
+        ),
+    );
+}
+
+/// Waits up to 30 s for a message with `subject` in `mailbox` of test user `user`; returns
+/// the newest such message, raw.
+async fn arrived(user: usize, mailbox: &str, subject: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = imap(
+            user,
+            &format!("m.select({mailbox:?})\nprint(m.search(None, 'SUBJECT', {subject:?})[1])"),
+        );
+        if !found.contains("[b'']") {
+            return imap(
+                user,
+                &format!(
+                    "m.select({mailbox:?})\nn = m.search(None, 'SUBJECT', {subject:?})[1][0].split()[-1]\n\
+                     sys.stdout.write(m.fetch(n, '(BODY.PEEK[])')[1][0][1].decode())"
+                ),
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{subject} not in {mailbox} of user {user}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -280,3 +280,137 @@ async fn an_eas_draft_is_kept_locally_then_sent_to_bob_with_a_copy_in_sent() {
         "{in_drafts:?}"
     );
 }
+
+/// A reply, sent through EmailSubmission, to a message held in alice's INBOX goes out as
+/// SmartReply naming it: bob gets the reply exactly as written (SOGo does not append the
+/// original, since ReplaceMime is set), and SOGo marks the original `\Answered`, which only
+/// SmartReply does (SendMail marks nothing). The gateway re-syncs the original's mailbox after
+/// the send, so the original is `$answered` as soon as the call returns.
+#[tokio::test]
+async fn a_reply_to_a_held_message_goes_out_as_smart_reply_and_marks_the_original_answered() {
+    let token = unique("jmapeasreply");
+    imap(
+        0,
+        &format!("m.append('INBOX', None, None, b\"{}\")", message(0, &token)),
+    );
+    let original_mid = format!("{token}.0@example.test");
+    let g = MailGateway::start_full(|_| {}, &eas_account_toml("jmapeasreply")).await;
+    let eas = g.account_ids()[1].clone();
+    let inbox = g.mailbox_id_in(&eas, "inbox").await;
+    let drafts = g.mailbox_id_in(&eas, "drafts").await;
+    let find = |subject: String| {
+        let g = &g;
+        let (eas, inbox) = (eas.clone(), inbox.clone());
+        async move {
+            let r = g
+                .api_in(
+                    &eas,
+                    json!([
+                        ["Email/query", {"filter": {"inMailbox": inbox, "subject": subject}}, "q"],
+                        ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query",
+                                                "path": "/ids"},
+                                       "properties": ["messageId", "keywords"]}, "g"]
+                    ]),
+                )
+                .await;
+            r[1][1]["list"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let original = g
+        .eventually(60, || async {
+            find(token.clone()).await.into_iter().next()
+        })
+        .await;
+    // EAS reports no Message-ID, so the gateway does not know it (messageId is null); the
+    // client took it from the raw message. EmailSubmission finds the original all the same.
+    assert!(
+        original["keywords"].get("$answered").is_none(),
+        "{original}"
+    );
+    let original_id = original["id"].as_str().unwrap().to_owned();
+    let identity = g.call_in(&eas, "Identity/get", json!({"ids": null})).await["list"][0].clone();
+
+    let reply_text = format!("Thanks, {token}, I'll be there.");
+    let r = g
+        .api_in(
+            &eas,
+            json!([
+                ["Email/set", {"create": {"d": {
+                    "mailboxIds": {drafts: true},
+                    "keywords": {"$draft": true, "$seen": true},
+                    "from": [{"name": "Alice", "email": "alice@example.test"}],
+                    "to": [{"name": "Bob", "email": "bob@example.test"}],
+                    "subject": format!("Re: {token}"),
+                    "inReplyTo": [original_mid],
+                    "references": [original_mid],
+                    "bodyValues": {"t": {"value": reply_text}},
+                    "textBody": [{"partId": "t", "type": "text/plain"}]
+                }}}, "0"],
+                ["EmailSubmission/set", {
+                    "create": {"k": {"identityId": identity["id"], "emailId": "#d"}},
+                    "onSuccessDestroyEmail": ["#k"]
+                }, "1"],
+                ["Email/get", {"ids": [original_id.clone()], "properties": ["keywords"]}, "2"]
+            ]),
+        )
+        .await;
+    assert!(r[1][1]["created"]["k"]["id"].is_string(), "{r:?}");
+    assert_eq!(r[2][0], json!("Email/set"), "{r:?}");
+    assert!(
+        r[2][1]["destroyed"]
+            .as_array()
+            .is_some_and(|d| d.len() == 1),
+        "{r:?}"
+    );
+    // Marked upstream by SOGo, and already in the store when the request returns.
+    assert_eq!(r[3][0], json!("Email/get"), "{r:?}");
+    assert_eq!(
+        r[3][1]["list"][0]["keywords"]["$answered"],
+        json!(true),
+        "{r:?}"
+    );
+    let flags = imap(
+        0,
+        &format!(
+            "m.select('INBOX')\nn = m.search(None, 'HEADER', 'Message-ID', {original_mid:?})[1][0].split()[-1]\n\
+             print(m.fetch(n, '(FLAGS)')[1][0].decode())"
+        ),
+    );
+    assert!(flags.contains("\\Answered"), "{flags}");
+
+    // Bob gets the reply once, as written, without the original appended.
+    let search = format!("m.select('INBOX')\nprint(m.search(None, 'SUBJECT', '{token}')[1])");
+    let started = Instant::now();
+    while imap(1, &search).contains("[b'']") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no reply in bob's INBOX"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let body = imap(
+        1,
+        &format!(
+            "m.select('INBOX')\nfor n in m.search(None, 'SUBJECT', '{token}')[1][0].split(): \
+             print(m.fetch(n, '(BODY.PEEK[])')[1][0][1].decode())"
+        ),
+    );
+    assert_eq!(body.matches(&reply_text).count(), 1, "{body}");
+    assert!(!body.contains(&format!("Body of {token}-0.")), "{body}");
+    assert!(!body.contains(&format!("Body of {token}.")), "{body}");
+    assert!(
+        body.contains(&format!("In-Reply-To: <{original_mid}>")),
+        "{body}"
+    );
+
+    // Clean up alice's INBOX and Sent and bob's INBOX.
+    for (user, mailbox) in [(0, "INBOX"), (0, "Sent"), (1, "INBOX")] {
+        imap(
+            user,
+            &format!(
+                "m.select({mailbox:?})\nfor n in m.search(None, 'SUBJECT', {token:?})[1][0].split(): \
+                 m.store(n, '+FLAGS', '\\\\Deleted')\nm.expunge()"
+            ),
+        );
+    }
+}
