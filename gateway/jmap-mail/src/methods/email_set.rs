@@ -1074,51 +1074,25 @@ mod build {
         v.as_array()?.iter().map(email_address).collect()
     }
 
-    /// An `asGroupedAddresses` value. mail-builder writes a list holding groups without the
-    /// commas RFC 5322 §3.4 puts between its elements (`g1: a; g2: b;`), so each element is
-    /// written by mail-builder and only the separators and the folds between them are ours.
-    fn grouped_addresses(v: &Value, name: &str) -> Option<Raw<'static>> {
-        enum Item {
-            One(EmailAddress<'static>),
-            Group(GroupedAddresses<'static>),
-        }
+    /// An `asGroupedAddresses` value: a list of groups, where a group without a name stands
+    /// for addresses outside any group.
+    fn grouped_addresses(v: &Value) -> Option<Address<'static>> {
         let mut items = Vec::new();
         for g in v.as_array()? {
             let g = g.as_object()?;
-            let list = addresses(g.get("addresses")?)?;
+            let list = addresses(g.get("addresses")?)?
+                .into_iter()
+                .map(Address::Address);
             match g.get("name") {
-                // Addresses outside any group.
-                None | Some(Value::Null) => items.extend(list.into_iter().map(Item::One)),
-                Some(Value::String(n)) => items.push(Item::Group(GroupedAddresses {
+                None | Some(Value::Null) => items.extend(list),
+                Some(Value::String(n)) => items.push(Address::Group(GroupedAddresses {
                     name: Some(Cow::Owned(n.clone())),
-                    addresses: list.into_iter().map(Address::Address).collect(),
+                    addresses: list.collect(),
                 })),
                 Some(_) => return None,
             }
         }
-        let mut out = Vec::new();
-        let mut column = name.len() + 2;
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                let width = match item {
-                    Item::One(a) => a.email.len() + a.name.as_ref().map_or(0, |n| n.len() + 3) + 2,
-                    Item::Group(g) => g.name.as_ref().map_or(0, |n| n.len() + 4),
-                };
-                if column + width + 2 > 76 {
-                    out.extend_from_slice(b",\r\n\t");
-                    column = 1;
-                } else {
-                    out.extend_from_slice(b", ");
-                    column += 2;
-                }
-            }
-            column = match item {
-                Item::One(a) => a.write_header(&mut out, column),
-                Item::Group(g) => g.write_header(&mut out, column),
-            }
-            .ok()?;
-        }
-        String::from_utf8(out).ok().map(Raw::new)
+        Some(Address::new_list(items))
     }
 
     fn rfc5322_date(d: &Date) -> String {
@@ -1182,8 +1156,7 @@ mod build {
             return Text::new(s).into();
         }
         let mut out = Vec::new();
-        // Writing into a Vec cannot fail.
-        let _ = Text::new(s).write_header(&mut out, 1);
+        Text::new(s).write_header(&mut out, 1);
         let folded = String::from_utf8_lossy(&out);
         Raw::new(folded.trim_end().to_owned()).into()
     }
@@ -1210,7 +1183,7 @@ mod build {
             Form::Addresses => {
                 Address::new_list(addresses(v)?.into_iter().map(Address::Address).collect()).into()
             }
-            Form::GroupedAddresses => grouped_addresses(v, name)?.into(),
+            Form::GroupedAddresses => grouped_addresses(v)?.into(),
             Form::MessageIds => MessageId {
                 id: bracketable(v, false)?,
             }
@@ -1341,10 +1314,7 @@ mod build {
                 out.extend_from_slice(raw.raw.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
-            // Writing into a Vec cannot fail.
-            value => {
-                let _ = value.write_header(&mut *out, column);
-            }
+            value => value.write_header(out, column),
         }
     }
 
@@ -1742,8 +1712,8 @@ mod build {
         headers.push(("MIME-Version".into(), Raw::new("1.0").into()));
         let mut raw = Vec::new();
         write_fields(&headers, &mut raw);
-        // The root part's own fields (Content-*) and its body; into a Vec this cannot fail.
-        let _ = root.write_part(&mut raw);
+        // The root part's own fields (Content-*) and its body.
+        root.write_part(&mut raw);
         Ok(Built { raw, message_id })
     }
 }
