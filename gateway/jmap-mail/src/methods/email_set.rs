@@ -1279,11 +1279,11 @@ mod build {
         Ok(out)
     }
 
-    /// Writes the message's own header fields. Not mail-builder's `MessageBuilder`: it would
-    /// add a Message-ID and a Date of its own choosing, and it refolds raw values — it breaks
-    /// lines before white space without counting the folds already in the value, which
-    /// turns `a\r\n\tb` into a line of only white space. Raw values (validated as folded
-    /// correctly) are written as given; every other value is mail-builder's.
+    /// Writes the message's own header fields. Not mail-builder's `MessageBuilder`: it adds a
+    /// Message-ID, a Date and a MIME-Version of its own unless a field of exactly that
+    /// spelling is there (`header:date:asDate` would get a second Date). Raw values (validated
+    /// as folded correctly) are written as given, folds and line lengths the client's, as
+    /// `asRaw` gives them back; every other value is mail-builder's.
     fn write_fields(fields: &[Field], out: &mut Vec<u8>) {
         for (name, value) in fields {
             out.extend_from_slice(name.as_bytes());
@@ -1303,13 +1303,9 @@ mod build {
         }
     }
 
-    /// A body part's header fields for mail-builder, which writes them (and folds them) itself:
-    /// raw values are unfolded first, so that its folding is the only one (see `write_fields`).
+    /// A body part's header fields for mail-builder, which writes them (and folds them) itself.
+    /// A raw value keeps the folds it has; mail-builder only adds folds where a line is long.
     fn part_field((name, value): Field) -> (Cow<'static, str>, HeaderType<'static>) {
-        let value = match value {
-            HeaderType::Raw(raw) => Raw::new(raw.raw.replace("\r\n", "")).into(),
-            v => v,
-        };
         (Cow::Owned(name), value)
     }
 
@@ -2495,6 +2491,72 @@ mod tests {
         assert_eq!(format!("<{}>", m.message_id().unwrap()), built.message_id);
         assert_eq!(m.date().unwrap().to_timestamp(), 1_709_287_200);
         assert_eq!(m.body_text(0).as_deref(), Some(""));
+    }
+
+    /// The raw value of the first field `name` in `text` from part `from` on: from after the
+    /// colon to the CRLF that ends the field.
+    fn raw_field<'a>(text: &'a str, name: &str, from: &str) -> &'a str {
+        let start = text.find(from).unwrap();
+        let at = start + text[start..].find(&format!("\r\n{name}:")).unwrap() + name.len() + 3;
+        let len = text[at..]
+            .match_indices("\r\n")
+            .map(|(i, _)| i)
+            .find(|i| !text[at + i + 2..].starts_with([' ', '\t']))
+            .unwrap();
+        &text[at..at + len]
+    }
+
+    /// RFC 5322 §2.2.3 unfolding.
+    fn unfold(s: &str) -> String {
+        s.replace("\r\n", "")
+    }
+
+    #[test]
+    fn raw_part_fields_keep_their_folds() {
+        // mail-builder 0.4 refolded a raw value without counting the folds in it, so part
+        // fields were unfolded first; 2.x keeps the folds and adds its own only where a line
+        // would be too long.
+        let long = format!(
+            " {}\r\n\tlast words,\r\n {}",
+            "a long raw value ".repeat(7).trim_end(),
+            "and more ".repeat(12).trim_end()
+        );
+        let raw = build(
+            json!({
+                "bodyStructure": {"type": "multipart/mixed", "subParts": [
+                    {"partId": "t", "header:X-Folded": " first\r\n\tsecond",
+                     "header:X-Long:asRaw": long.clone(),
+                     "header:X-Plain": "  two spaces"}
+                ]},
+                "bodyValues": {"t": {"value": "x"}}
+            }),
+            &[],
+        );
+        let text = String::from_utf8(raw.clone()).unwrap();
+        let part = "\r\n--";
+        assert_eq!(
+            raw_field(&text, "X-Folded", part),
+            " first\r\n\tsecond",
+            "{text}"
+        );
+        assert_eq!(raw_field(&text, "X-Plain", part), "  two spaces", "{text}");
+        let got = raw_field(&text, "X-Long", part);
+        assert_eq!(unfold(got), unfold(&long), "{text}");
+        assert!(got.contains("\r\n\tlast words,\r\n and"), "{text}");
+        for line in got.split("\r\n") {
+            assert!(line.len() <= 78, "{} columns: {line:?}", line.len());
+            assert!(!line.trim().is_empty(), "a line of white space in {got:?}");
+        }
+        let m = parse(&raw);
+        assert_eq!(
+            m.part(1)
+                .unwrap()
+                .headers
+                .iter()
+                .filter(|h| h.name.as_str() == "X-Long")
+                .count(),
+            1
+        );
     }
 
     #[test]
