@@ -2377,6 +2377,243 @@ mod tests {
         );
     }
 
+    /// The header section of part `n` (0 is the message's own), as written.
+    fn header_section(raw: &[u8], n: usize) -> String {
+        let text = String::from_utf8(raw.to_vec()).unwrap();
+        let part = if n == 0 {
+            text.as_str()
+        } else {
+            let boundary = parse(raw)
+                .content_type()
+                .unwrap()
+                .attribute("boundary")
+                .unwrap()
+                .to_owned();
+            text.split(&format!("--{boundary}\r\n")).nth(n).unwrap()
+        };
+        part.split_once("\r\n\r\n").unwrap().0.to_owned()
+    }
+
+    #[test]
+    fn non_ascii_display_names_are_plain_encoded_words() {
+        // RFC 2047 §5 (3): an encoded word may stand in for a word of a phrase, never inside
+        // a quoted string.
+        let names = [
+            "Zoë Ünïcode",
+            "Müller, Anna",
+            "日本語の名前",
+            "\"Steuerberater, Wirtschaftsprüfer\"",
+            "Δοκιμή (Εταιρεία) <x>; @ \\ [y]",
+        ];
+        let to: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| json!({"name": n, "email": format!("p{i}@example.com")}))
+            .collect();
+        let raw = build(
+            json!({
+                "from": [{"name": "Ħélène", "email": "h@example.com"}],
+                "to": to,
+                "header:Cc:asGroupedAddresses": [
+                    {"name": "Équipe, Köln", "addresses": [{"name": "Zoë", "email": "z@example.com"}]}
+                ],
+                "bodyValues": {"t": {"value": "x"}},
+                "textBody": [{"partId": "t"}]
+            }),
+            &[],
+        );
+        let head = header_section(&raw, 0);
+        assert!(head.is_ascii(), "{head}");
+        assert!(!head.contains("\"=?"), "an encoded word in quotes: {head}");
+        assert!(!head.contains("?=\""), "an encoded word in quotes: {head}");
+        let fields = format!("\r\n{head}\r\n");
+        for field in ["From", "To", "Cc"] {
+            let value = raw_field(&fields, field, "");
+            assert!(value.contains("=?utf-8?"), "{field} not encoded: {head}");
+        }
+        let m = parse(&raw);
+        let from = m.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some("Ħélène"));
+        let to: Vec<_> = m
+            .to()
+            .unwrap()
+            .iter()
+            .map(|a| (a.name().unwrap(), a.address().unwrap()))
+            .collect();
+        let want: Vec<(&str, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, format!("p{i}@example.com")))
+            .collect();
+        assert_eq!(
+            to,
+            want.iter()
+                .map(|(n, e)| (*n, e.as_str()))
+                .collect::<Vec<_>>()
+        );
+        let groups = m.cc().unwrap().as_group().unwrap();
+        assert_eq!(groups[0].name.as_deref(), Some("Équipe, Köln"));
+        assert_eq!(groups[0].addresses[0].name(), Some("Zoë"));
+    }
+
+    #[test]
+    fn non_ascii_filenames_are_rfc2231_parameters() {
+        let name = "résumé ü, 2024.txt";
+        let raw = build(
+            json!({
+                "bodyValues": {"t": {"value": "x"}},
+                "textBody": [{"partId": "t"}],
+                "attachments": [{"blobId": "Gb", "type": "text/plain", "name": name}]
+            }),
+            &[("Gb", b"attached")],
+        );
+        let head = header_section(&raw, 2);
+        assert!(head.is_ascii(), "{head}");
+        assert!(
+            !head.contains("=?"),
+            "an RFC 2047 word in a parameter: {head}"
+        );
+        assert!(
+            head.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%C3%BC%2C%202024.txt"),
+            "{head}"
+        );
+        assert!(head.contains("name*=UTF-8''"), "{head}");
+        let m = parse(&raw);
+        let a = m.attachment(0).unwrap();
+        assert_eq!(a.attachment_name(), Some(name));
+        assert_eq!(
+            a.content_disposition().unwrap().attribute("filename"),
+            Some(name)
+        );
+        assert_eq!(a.content_type().unwrap().attribute("name"), Some(name));
+    }
+
+    #[test]
+    fn long_filenames_are_rfc2231_continuations() {
+        let ascii = format!("{}.pdf", "quarterly report draft ".repeat(6));
+        let utf8 = format!(
+            "{}.pdf",
+            "Réunion d'équipe: résumé des décisions ".repeat(3)
+        );
+        let raw = build(
+            json!({
+                "attachments": [
+                    {"blobId": "Gb", "type": "application/pdf", "name": ascii},
+                    {"blobId": "Gb", "type": "application/pdf", "name": utf8}
+                ]
+            }),
+            &[("Gb", b"%PDF")],
+        );
+        // RFC 2231 §3: sections name*0, name*1, …; extended ones (name*0*) carry the charset
+        // in the first section only. RFC 2183 §2 keeps each parameter value short.
+        let head = header_section(&raw, 1);
+        assert!(head.contains("filename*0=\""), "{head}");
+        assert!(head.contains("filename*1=\""), "{head}");
+        let head = header_section(&raw, 2);
+        assert!(head.contains("filename*0*=UTF-8''R%C3%A9union"), "{head}");
+        assert!(head.contains("filename*1*="), "{head}");
+        assert_eq!(
+            head.matches("UTF-8''").count(),
+            2,
+            "name and filename: {head}"
+        );
+        for n in [1, 2] {
+            let head = header_section(&raw, n);
+            assert!(!head.contains("=?"), "{head}");
+            for line in head.split("\r\n") {
+                assert!(line.len() <= 78, "{} columns: {line:?}", line.len());
+            }
+        }
+        let m = parse(&raw);
+        for (i, want) in [&ascii, &utf8].into_iter().enumerate() {
+            let a = m.attachment(u32::try_from(i).unwrap()).unwrap();
+            assert_eq!(a.attachment_name(), Some(want.as_str()));
+            assert_eq!(
+                a.content_type().unwrap().attribute("name"),
+                Some(want.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn every_line_fits_in_78_columns() {
+        // Everything the builder writes itself: names, groups, encoded words, parameters,
+        // message IDs, URLs, quoted-printable and base64 bodies.
+        let to: Vec<Value> = (0..6)
+            .map(|i| {
+                json!({"name": format!("Ünïcode Recipient Number {i} with a long name"),
+                            "email": format!("recipient-{i}@example.com")})
+            })
+            .collect();
+        let long_line = "a line of text that goes on and on ".repeat(10);
+        let raw = build(
+            json!({
+                "from": [{"name": "Ħ".repeat(60), "email": "h@example.com"}],
+                "to": to,
+                "subject": "Grüße ".repeat(30),
+                "references": (0..6).map(|i| format!("{i}-{}@example.com", "r".repeat(40))).collect::<Vec<_>>(),
+                "header:List-Archive:asURLs": ["https://example.com/".to_owned() + &"p/".repeat(20)],
+                "header:Cc:asGroupedAddresses": [
+                    {"name": "Équipe ".repeat(8), "addresses": to.clone()}
+                ],
+                "header:Keywords:asText": "word ".repeat(40),
+                "bodyValues": {"t": {"value": format!("{long_line}\nünïcode {long_line}")},
+                               "h": {"value": format!("<p>{long_line}</p>")}},
+                "textBody": [{"partId": "t"}],
+                "htmlBody": [{"partId": "h", "language": ["en", "de"],
+                              "header:X-Part:asText": "ünïcode ".repeat(20)}],
+                "attachments": [
+                    {"blobId": "Gb", "type": "application/octet-stream",
+                     "name": "ñ".repeat(50) + ".bin", "disposition": "attachment",
+                     "cid": format!("{}@example.com", "c".repeat(50))}
+                ]
+            }),
+            &[("Gb", &(0..=255u8).cycle().take(3000).collect::<Vec<_>>())],
+        );
+        let text = String::from_utf8(raw.clone()).unwrap();
+        for line in text.split("\r\n") {
+            assert!(line.len() <= 78, "{} columns: {line:?}", line.len());
+            assert!(
+                line.is_empty() || !line.trim().is_empty(),
+                "a line of white space: {line:?}"
+            );
+        }
+        let m = parse(&raw);
+        assert_eq!(m.subject(), Some("Grüße ".repeat(30).as_str()));
+        assert_eq!(m.to().unwrap().iter().count(), 6);
+        assert_eq!(
+            m.from().unwrap().first().unwrap().name(),
+            Some("Ħ".repeat(60).as_str())
+        );
+        assert_eq!(
+            m.attachment(0).unwrap().attachment_name(),
+            Some(("ñ".repeat(50) + ".bin").as_str())
+        );
+    }
+
+    #[test]
+    fn a_multipart_body_starts_at_its_first_boundary() {
+        // mail-builder 0.4 left an empty line (an empty preamble) before the first boundary.
+        let raw = build(
+            json!({
+                "bodyValues": {"t": {"value": "x"}, "h": {"value": "<p>x</p>"}},
+                "textBody": [{"partId": "t"}],
+                "htmlBody": [{"partId": "h"}]
+            }),
+            &[],
+        );
+        let text = String::from_utf8(raw.clone()).unwrap();
+        let boundary = parse(&raw)
+            .content_type()
+            .unwrap()
+            .attribute("boundary")
+            .unwrap()
+            .to_owned();
+        let (_, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(body.starts_with(&format!("--{boundary}\r\n")), "{text}");
+        assert!(body.ends_with(&format!("\r\n--{boundary}--\r\n")), "{text}");
+    }
+
     #[test]
     fn long_header_fields_fold_within_78_columns() {
         let subject = "A rather long subject line that keeps going well past the \
