@@ -1110,8 +1110,8 @@ mod build {
         format_date(d.timestamp(), offset_minutes)
     }
 
-    /// An RFC 5322 date-time at a UTC offset. mail-builder 0.4 writes every date in +0000,
-    /// and a `sentAt` keeps the sender's offset (RFC 8621 §4.1.2.4).
+    /// An RFC 5322 date-time at a UTC offset. mail-builder's Date (2.0 too) is a bare
+    /// timestamp written in +0000, and a `sentAt` keeps the sender's offset (RFC 8621 §4.1.2.4).
     pub fn format_date(timestamp: i64, offset_minutes: i64) -> String {
         let local = timestamp + offset_minutes * 60;
         let days = local.div_euclid(86_400);
