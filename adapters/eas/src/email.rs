@@ -143,6 +143,7 @@ pub(crate) fn remote_message(server_id: &str, data: &Element) -> RemoteMessage {
         header_block: header_block.into_bytes(),
         preview: preview.filter(|p| !p.is_empty()),
         has_attachment,
+        headers_complete: false,
     }
 }
 
@@ -243,6 +244,7 @@ mod fixture_tests {
              Reply-To: Bob <bob@example.test>\r\nSubject: EAS lab message 1 (14.1)\r\n\
              Date: Thu, 26 Nov 2026 14:05:52 +0000\r\n\r\n"
         );
+        assert!(!m.headers_complete, "a synthesised block is marked so");
         assert_eq!(m.received_at, parse_utc("2026-11-26T14:05:52Z").unwrap());
         assert!(m.keywords.is_empty());
         assert_eq!(m.preview.as_deref(), Some("Body of message 1."));

@@ -262,6 +262,7 @@ impl FetchItems<'_> {
             header_block: header.to_vec(),
             preview: self.preview.as_deref().map(clip_preview),
             has_attachment: self.bodystructure.is_some_and(has_attachment),
+            headers_complete: true,
         })
     }
 }

@@ -60,6 +60,11 @@ pub struct RemoteMessage {
     /// Up to 256 characters of plain text from the start of the body, if known.
     pub preview: Option<String>,
     pub has_attachment: bool,
+    /// Whether `header_block` is the message's own header section. False when the adapter
+    /// synthesised it (EAS): it then lacks Message-ID, In-Reply-To, References, Sender and
+    /// Bcc, its Date is the arrival time, and the gateway reads the raw message when a client
+    /// asks for those.
+    pub headers_complete: bool,
 }
 
 /// A change to one message of a mailbox.

@@ -148,6 +148,7 @@ fn new_record(
         preview: m.preview.clone().unwrap_or_default(),
         has_attachment: m.has_attachment,
         header_block: base64::engine::general_purpose::STANDARD.encode(&m.header_block),
+        headers_complete: m.headers_complete,
     };
     rec.thread_id = assign_thread(tx, &rec, m.thread_hint.as_deref())?;
     Ok(rec)
@@ -543,6 +544,7 @@ mod tests {
             header_block: header.into_bytes(),
             preview: None,
             has_attachment: false,
+            headers_complete: true,
         }
     }
 
@@ -801,6 +803,7 @@ mod profile {
             header_block: h.into_bytes(),
             preview: Some(format!("Body of bench message {i}. Some more text")),
             has_attachment: false,
+            headers_complete: true,
         }
     }
 

@@ -87,6 +87,20 @@ pub struct EmailRecord {
     pub has_attachment: bool,
     /// The raw header section, base64 (it may hold 8-bit bytes that are not UTF-8).
     pub header_block: String,
+    /// False when `header_block` was synthesised by the adapter (EAS) rather than being the
+    /// message's own; see [`EmailRecord::headers_synthesised`]. Absent (true) in records
+    /// stored before the flag existed and never written when true, so those records keep
+    /// their bytes.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub headers_complete: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl EmailRecord {
@@ -109,6 +123,15 @@ impl EmailRecord {
 
     pub fn mailbox_ids(&self) -> impl Iterator<Item = &str> {
         self.locations.keys().map(String::as_str)
+    }
+
+    /// Whether the stored header block is a stand-in for the message's real header section,
+    /// so that Message-ID, In-Reply-To, References, Sender, Bcc, Date and raw header values
+    /// must come from the raw message. True when the adapter said so (`headers_complete`
+    /// false) and for every EAS record (fingerprint `eas:`): EAS records stored before the
+    /// flag existed lack it, and the EAS adapter has only ever synthesised its header blocks.
+    pub fn headers_synthesised(&self) -> bool {
+        !self.headers_complete || self.fingerprint.starts_with("eas:")
     }
 
     pub fn header_bytes(&self) -> Vec<u8> {
@@ -199,5 +222,27 @@ mod tests {
         assert_eq!(thread_id_for_email(&a).len(), 25);
         assert_ne!(mailbox_id("INBOX", 0), mailbox_id("INBOX", 1));
         assert!(mailbox_id("Ünïcode/x", 0).as_str().len() == 17);
+    }
+
+    #[test]
+    fn synthesised_header_blocks_are_known_old_records_included() {
+        let mut rec = crate::methods::testing::email("E1", "T1", "M1", "1", &[], 0, "Subject: x");
+        let complete = rec.to_bytes();
+        assert!(!String::from_utf8_lossy(&complete).contains("headersComplete"));
+        assert!(
+            !EmailRecord::from_bytes(&complete)
+                .unwrap()
+                .headers_synthesised()
+        );
+
+        rec.headers_complete = false;
+        let incomplete = EmailRecord::from_bytes(&rec.to_bytes()).unwrap();
+        assert!(!incomplete.headers_complete && incomplete.headers_synthesised());
+
+        // An EAS record stored before the flag: no field, so complete, but `eas:`.
+        rec.headers_complete = true;
+        rec.fingerprint = "eas:0123".into();
+        let old = EmailRecord::from_bytes(&rec.to_bytes()).unwrap();
+        assert!(old.headers_complete && old.headers_synthesised());
     }
 }

@@ -76,6 +76,11 @@ struct Server {
     /// Append and Copy are `Unsupported`, as on EAS 14.1 (a server that cannot store a
     /// message; Send with save_in_sent still files its own Sent copy).
     cannot_store: bool,
+    /// Messages are reported with a synthesised header block (From, To, Cc, Reply-To,
+    /// Subject and a Date that is the arrival time), as the EAS adapter reports them.
+    synthesised_headers: bool,
+    /// How many times `fetch_message` was called.
+    fetches: usize,
 }
 
 impl Server {
@@ -401,7 +406,39 @@ fn preview(raw: &[u8]) -> String {
         .collect()
 }
 
-fn remote_message(m: &FakeMessage) -> RemoteMessage {
+/// The header block an EAS-like server reports: the list-view fields only, and the arrival
+/// time as Date.
+fn synthesised_header_block(raw: &[u8], received_at: i64) -> Vec<u8> {
+    let block = String::from_utf8_lossy(&header_block(raw)).replace("\r\n ", " ");
+    let mut out = String::new();
+    for line in block.split("\r\n") {
+        let keep = line.split_once(':').is_some_and(|(name, _)| {
+            ["from", "to", "cc", "reply-to", "subject"].contains(&name.to_lowercase().as_str())
+        });
+        if keep {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    let date = date_in_january_2024(received_at);
+    out.push_str(&format!("Date: {date}\r\n\r\n"));
+    out.into_bytes()
+}
+
+/// `epoch` as an RFC 5322 date, for times in January 2024 (where the fake's tests stay).
+fn date_in_january_2024(epoch: i64) -> String {
+    const JAN_1_2024: i64 = 1_704_067_200;
+    let secs = (epoch - JAN_1_2024).rem_euclid(86_400);
+    let day = 1 + (epoch - JAN_1_2024).div_euclid(86_400).clamp(0, 30);
+    format!(
+        "{day} Jan 2024 {:02}:{:02}:{:02} +0000",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn remote_message(m: &FakeMessage, synthesised: bool) -> RemoteMessage {
     RemoteMessage {
         uid: m.uid.to_string(),
         fingerprint: fingerprint(&m.raw),
@@ -409,9 +446,14 @@ fn remote_message(m: &FakeMessage) -> RemoteMessage {
         keywords: m.keywords.clone(),
         received_at: m.received_at,
         size: m.raw.len() as u64,
-        header_block: header_block(&m.raw),
+        header_block: if synthesised {
+            synthesised_header_block(&m.raw, m.received_at)
+        } else {
+            header_block(&m.raw)
+        },
         preview: Some(preview(&m.raw)),
         has_attachment: false,
+        headers_complete: !synthesised,
     }
 }
 
@@ -552,6 +594,16 @@ impl FakeUpstream {
         lock(&self.server).cannot_store = true;
     }
 
+    /// From now on messages are synced with a synthesised header block, as from EAS.
+    pub fn synthesise_headers(&self) {
+        lock(&self.server).synthesised_headers = true;
+    }
+
+    /// How many raw messages were fetched so far.
+    pub fn fetches(&self) -> usize {
+        lock(&self.server).fetches
+    }
+
     /// The next `apply` goes through (to fail the one after with [`FakeUpstream::fail_next`]).
     pub fn pass_next(&self) {
         lock(&self.server).fail_next.push(None);
@@ -609,7 +661,10 @@ impl FakeUpstream {
         // Newest first, as an initial sync must.
         for msg in m.messages.values().rev() {
             match known.get(&msg.uid) {
-                None => changes.push(MessageChange::Upsert(remote_message(msg))),
+                None => changes.push(MessageChange::Upsert(remote_message(
+                    msg,
+                    s.synthesised_headers,
+                ))),
                 Some(k) if *k != msg.keywords => changes.push(MessageChange::Keywords {
                     uid: msg.uid.to_string(),
                     keywords: msg.keywords.clone(),
@@ -714,7 +769,8 @@ impl Upstream for FakeUpstream {
         uid: &'a str,
     ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
         Box::pin(async move {
-            let s = lock(&self.server);
+            let mut s = lock(&self.server);
+            s.fetches += 1;
             let i = s.find(mailbox)?;
             uid.parse::<u32>()
                 .ok()

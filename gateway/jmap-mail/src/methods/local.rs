@@ -190,6 +190,7 @@ pub(crate) async fn create<A: MailAccount>(
         preview: body.preview(),
         has_attachment: body.has_attachment(),
         header_block: base64::engine::general_purpose::STANDARD.encode(block),
+        headers_complete: true,
     };
     record.thread_id = thread_for(account, &record).await.map_err(store_error)?;
     let _g = LOCAL_WRITES.lock().await;

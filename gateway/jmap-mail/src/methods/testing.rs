@@ -245,5 +245,6 @@ pub fn email(
         preview: String::new(),
         has_attachment: false,
         header_block: base64::engine::general_purpose::STANDARD.encode(block.as_bytes()),
+        headers_complete: true,
     }
 }
