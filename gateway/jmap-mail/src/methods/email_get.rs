@@ -7,6 +7,17 @@
 //! cache alone. When it cannot be had the whole call fails with `serverUnavailable` (/get
 //! has no per-object error).
 //!
+//! An EAS record's header block is synthesised from the fields Sync reports
+//! ([`EmailRecord::headers_synthesised`]): it has From, To, Cc, Reply-To, Subject and
+//! Importance, a Date that is really the arrival time, and nothing else. The properties it
+//! cannot answer ([`Prop::needs_real_headers`]: `messageId`, `inReplyTo`, `references`,
+//! `sender`, `bcc`, `sentAt`, `headers` and every `header:*`) are then read from the raw
+//! message, fetched once per Email through the same path as bodies (so it lands in the blob
+//! cache and a later body or header request does not fetch it again); everything else still
+//! comes from the record, so a list view of an EAS mailbox fetches nothing. If the message
+//! cannot be had, those properties fall back to the record's values and a warning is
+//! logged: the call still succeeds, as RFC 8620 /get has no per-object error but notFound.
+//!
 //! Blob ids are explained in [`crate::body`]; Email/parse reads any of them (an upload, an
 //! Email's raw message, a part such as an attached message).
 
@@ -149,6 +160,21 @@ impl Prop {
         matches!(self, Prop::Field(..) | Prop::Headers | Prop::Header(_))
     }
 
+    /// Needs the message's own header section: what a synthesised header block (EAS) lacks
+    /// (Message-ID, In-Reply-To, References, Sender, Bcc), gets wrong (Date is the arrival
+    /// time) or cannot give in raw form (`headers`, `header:*`: the synthesised values are
+    /// decoded and re-folded). From, To, Cc, Reply-To and Subject are EAS's own fields.
+    fn needs_real_headers(&self) -> bool {
+        match self {
+            Prop::Field(name, _) => matches!(
+                *name,
+                "Message-ID" | "In-Reply-To" | "References" | "Sender" | "Bcc" | "Date"
+            ),
+            Prop::Headers | Prop::Header(_) => true,
+            _ => false,
+        }
+    }
+
     fn needs_body(&self) -> bool {
         matches!(
             self,
@@ -212,9 +238,22 @@ struct Source<'a> {
     /// The stored record (Email/get); `None` for Email/parse.
     record: Option<&'a EmailRecord>,
     headers: &'a [RawHeader],
+    /// The message's own header section when `headers` is a synthesised stand-in and the
+    /// raw message was read: answers the properties that [`Prop::needs_real_headers`].
+    real_headers: Option<&'a [RawHeader]>,
     body: Option<&'a Body>,
     blob_id: &'a str,
     size: u64,
+}
+
+impl Source<'_> {
+    /// The header fields `prop` is answered from.
+    fn headers_for(&self, prop: &Prop) -> &[RawHeader] {
+        match self.real_headers {
+            Some(real) if prop.needs_real_headers() => real,
+            _ => self.headers,
+        }
+    }
 }
 
 fn render(
@@ -226,6 +265,7 @@ fn render(
     let mut o = Map::new();
     let rec = src.record;
     for (key, prop) in props {
+        let headers = src.headers_for(prop);
         let v = match prop {
             Prop::Id => rec.map_or(Value::Null, |r| json!(r.id)),
             Prop::BlobId => json!(src.blob_id),
@@ -249,7 +289,7 @@ fn render(
             Prop::ReceivedAt => rec.map_or(Value::Null, |r| {
                 json!(UtcDate::from_timestamp(r.received_at).as_str())
             }),
-            Prop::Field(name, form) => header_forms::last(src.headers, name, *form),
+            Prop::Field(name, form) => header_forms::last(headers, name, *form),
             Prop::HasAttachment => match (rec, src.body) {
                 (Some(r), _) => json!(r.has_attachment),
                 (None, Some(b)) => json!(b.has_attachment()),
@@ -260,8 +300,8 @@ fn render(
                 (None, Some(b)) => json!(b.preview()),
                 (None, None) => json!(""),
             },
-            Prop::Headers => header_forms::headers_json(src.headers),
-            Prop::Header(h) => h.value(src.headers),
+            Prop::Headers => header_forms::headers_json(headers),
+            Prop::Header(h) => h.value(headers),
             Prop::BodyStructure => src.body.map_or(Value::Null, |b| b.part_json(0, body_props)),
             Prop::BodyValues => src.body.map_or(Value::Null, |b| b.values_json(values)),
             Prop::TextBody => src
@@ -280,7 +320,6 @@ fn render(
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> MethodError {
-    tracing::warn!("{what}: {e}");
     MethodError::server_unavailable().with_description(format!("{what}: {e}"))
 }
 
@@ -312,6 +351,23 @@ async fn raw_message<A: MailAccount>(account: &A, id: &ObjectId) -> Result<Vec<u
                 "no upstream connection and not cached",
             )
         })
+}
+
+/// The header section of the raw message of an Email whose stored header block is
+/// synthesised, or `None` (logged) when the message cannot be had: the caller then answers
+/// from the record, since the rest of the Email, and of the call, is still good.
+async fn real_header_section<A: MailAccount>(account: &A, id: &ObjectId) -> Option<Vec<RawHeader>> {
+    match raw_message(account, id).await {
+        Ok(raw) => Some(header_forms::headers_of_block(&raw)),
+        Err(e) => {
+            tracing::warn!(
+                email = %id,
+                "Message-ID, Date and other header fields come from the synthesised header \
+                 block: {e}"
+            );
+            None
+        }
+    }
 }
 
 /// The octets of `blob_id` for Email/parse, or `None` when there is no such blob (see
@@ -375,6 +431,7 @@ where
             let needs_body = props.iter().any(|(_, p)| p.needs_body());
             // A list view asking only for stored metadata parses no header section.
             let needs_headers = props.iter().any(|(_, p)| p.needs_headers());
+            let needs_real_headers = props.iter().any(|(_, p)| p.needs_real_headers());
             let mut list = Vec::new();
             for ((id, oid), row) in wanted.into_iter().zip(rows) {
                 let Some(bytes) = row else {
@@ -390,14 +447,28 @@ where
                     Vec::new()
                 };
                 let body = if needs_body {
-                    let raw = raw_message(account, &oid).await?;
+                    let raw = raw_message(account, &oid)
+                        .await
+                        .inspect_err(|e| tracing::warn!("{e}"))?;
                     Some(Body::parse_lenient(&raw, &record.id))
                 } else {
                     None
                 };
+                // Only a synthesised header block needs the message's own; a body already
+                // fetched has it.
+                let wants_real = needs_real_headers && record.headers_synthesised();
+                let fetched = match &body {
+                    None if wants_real => real_header_section(account, &oid).await,
+                    _ => None,
+                };
+                let real_headers = match &body {
+                    Some(b) if wants_real => Some(b.headers()),
+                    _ => fetched.as_deref(),
+                };
                 let src = Source {
                     record: Some(&record),
                     headers: &headers,
+                    real_headers,
                     body: body.as_ref(),
                     blob_id: &record.id,
                     size: record.size,
@@ -470,6 +541,7 @@ where
                 let src = Source {
                     record: None,
                     headers: body.headers(),
+                    real_headers: None,
                     body: Some(&body),
                     blob_id: blob_id.as_str(),
                     size: raw.len() as u64,
@@ -703,6 +775,138 @@ Message-ID: <m1@example.com>\r\nList-Post: <mailto:partytime@lists.example.com>\
                 ]
             })
         );
+    }
+
+    /// An EAS-like account: the synced header block is synthesised, so Message-ID and the
+    /// rest come from the raw message, fetched once and only when such a property is asked.
+    #[tokio::test]
+    async fn a_synthesised_header_block_is_completed_from_the_raw_message() {
+        use crate::email_id;
+        use crate::methods::fake::{FakeUpstream, fingerprint, fixture_with, message};
+
+        const RECEIVED: i64 = 1_704_103_200; // 1 Jan 2024 10:00 UTC
+        let fake = FakeUpstream::new();
+        // A message synced with its own header section, as from IMAP.
+        let plain = message("Plain", "plain@example.com", "From IMAP.");
+        fake.deliver_at("INBOX", &plain, &[], RECEIVED);
+        let (f, fake) = fixture_with(fake).await;
+        let sync = f.account.sync.clone().unwrap();
+        fake.synthesise_headers();
+        let reply = "From: Bob <bob@example.com>\r\nSender: List <list@example.com>\r\n\
+To: alice@example.com\r\nSubject: Re: plans\r\nDate: Tue, 2 Jan 2024 08:30:00 +0100\r\n\
+Message-ID: <r2@example.com>\r\nIn-Reply-To: <r1@example.com>\r\n\
+References: <r0@example.com>\r\n <r1@example.com>\r\nX-Tag: real\r\n\r\nSee you.\r\n";
+        let gone = message("Gone", "gone@example.com", "Expunged unseen.");
+        fake.deliver_at("INBOX", reply, &[], RECEIVED);
+        let gone_uid = fake.deliver_at("INBOX", &gone, &[], RECEIVED);
+        sync.sync_all().await.unwrap();
+        let [plain_id, reply_id, gone_id] = [plain.as_slice(), reply.as_bytes(), gone.as_slice()]
+            .map(|raw| email_id(&fingerprint(raw)).as_str().to_owned());
+
+        // A list view of all three, and every header property of the complete one: no fetch.
+        let list = f
+            .ok(
+                "Email/get",
+                json!({ "ids": [&plain_id, &reply_id, &gone_id],
+                        "properties": ["subject", "from", "to", "cc", "replyTo", "preview",
+                            "receivedAt", "keywords", "mailboxIds", "threadId", "size",
+                            "hasAttachment", "blobId"] }),
+            )
+            .await;
+        assert_eq!(list["list"].as_array().unwrap().len(), 3, "{list}");
+        assert_eq!(list["list"][1]["subject"], "Re: plans");
+        assert_eq!(
+            list["list"][1]["from"],
+            json!([{ "name": "Bob", "email": "bob@example.com" }])
+        );
+        let plain_headers = f
+            .ok(
+                "Email/get",
+                json!({ "ids": [&plain_id],
+                        "properties": ["messageId", "sentAt", "headers", "header:Subject"] }),
+            )
+            .await;
+        assert_eq!(
+            plain_headers["list"][0]["messageId"],
+            json!(["plain@example.com"])
+        );
+        assert_eq!(fake.fetches(), 0, "nothing fetched for a list view");
+
+        // The synthesised block has none of these; the raw message has them all.
+        let props = json!([
+            "messageId",
+            "inReplyTo",
+            "references",
+            "sender",
+            "bcc",
+            "sentAt",
+            "header:X-Tag",
+            "header:Date:asDate",
+            "subject",
+            "from"
+        ]);
+        let got = f
+            .ok(
+                "Email/get",
+                json!({ "ids": [&reply_id], "properties": props.clone() }),
+            )
+            .await;
+        let e = &got["list"][0];
+        assert_eq!(e["messageId"], json!(["r2@example.com"]));
+        assert_eq!(e["inReplyTo"], json!(["r1@example.com"]));
+        assert_eq!(e["references"], json!(["r0@example.com", "r1@example.com"]));
+        assert_eq!(
+            e["sender"],
+            json!([{ "name": "List", "email": "list@example.com" }])
+        );
+        assert_eq!(e["bcc"], Value::Null);
+        assert_eq!(e["sentAt"], "2024-01-02T08:30:00+01:00");
+        assert_eq!(e["header:Date:asDate"], "2024-01-02T08:30:00+01:00");
+        assert_eq!(e["header:X-Tag"], " real");
+        assert_eq!(e["subject"], "Re: plans");
+        assert_eq!(fake.fetches(), 1);
+
+        // The message is in the blob cache now: neither headers nor the body fetch again.
+        let again = f
+            .ok(
+                "Email/get",
+                json!({ "ids": [&reply_id], "properties": props.clone() }),
+            )
+            .await;
+        assert_eq!(again["list"], got["list"]);
+        let with_body = f
+            .ok(
+                "Email/get",
+                json!({ "ids": [&reply_id], "fetchTextBodyValues": true,
+                        "properties": ["references", "textBody", "bodyValues"] }),
+            )
+            .await;
+        assert_eq!(
+            with_body["list"][0]["references"],
+            json!(["r0@example.com", "r1@example.com"])
+        );
+        assert_eq!(
+            with_body["list"][0]["bodyValues"]["1"]["value"],
+            "See you.\n"
+        );
+        assert_eq!(fake.fetches(), 1);
+
+        // Expunged upstream behind the gateway's back: the record's values, and the call
+        // (with the other Email in it) still succeeds.
+        fake.expunge("INBOX", &gone_uid);
+        let fallback = f
+            .ok(
+                "Email/get",
+                json!({ "ids": [&gone_id, &reply_id],
+                        "properties": ["messageId", "sentAt", "subject"] }),
+            )
+            .await;
+        let g = &fallback["list"][0];
+        assert_eq!(g["messageId"], Value::Null);
+        assert_eq!(g["sentAt"], "2024-01-01T10:00:00Z");
+        assert_eq!(g["subject"], "Gone");
+        assert_eq!(fallback["list"][1]["messageId"], json!(["r2@example.com"]));
+        assert_eq!(fake.fetches(), 2);
     }
 
     #[tokio::test]
