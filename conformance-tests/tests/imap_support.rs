@@ -380,3 +380,19 @@ pub fn message(subject: &str, msgid: &str, extra_headers: &str, body: &str) -> V
     )
     .into_bytes()
 }
+
+/// An HS256 token for the test Dovecot's local OAuth 2 validation (`sub` is the user).
+pub fn oauth_token(key: &[u8], user: &str, lifetime: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims =
+        serde_json::json!({"sub": user, "iat": now - 5, "nbf": now - 5, "exp": now + lifetime});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}

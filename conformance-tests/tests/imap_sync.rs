@@ -10,7 +10,8 @@ use state::DataType;
 use upstream::{UpstreamError, WriteOp, WriteOutcome};
 
 use crate::imap_support::{
-    Harness, PrivateDovecot, append, create_mailbox, message, other_client, upstream_messages,
+    Harness, PrivateDovecot, append, create_mailbox, message, oauth_token, other_client,
+    upstream_messages,
 };
 
 /// How long a test waits for a change pushed by IDLE/NOTIFY. Far below the 120 s polling
@@ -1113,22 +1114,6 @@ async fn compressed_connections_sync_push_and_write_exactly() {
     plain.stop().await;
 }
 
-/// An HS256 token for the test Dovecot's local OAuth 2 validation (`sub` is the user).
-fn oauth_token(key: &[u8], user: &str, lifetime: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let claims =
-        serde_json::json!({"sub": user, "iat": now - 5, "nbf": now - 5, "exp": now + lifetime});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(key),
-    )
-    .unwrap()
-}
-
 /// XOAUTH2 and OAUTHBEARER against a real server: a valid token logs in and syncs; a token
 /// with a wrong signature or past its expiry is an authentication failure, at once.
 #[tokio::test]
@@ -1173,6 +1158,13 @@ async fn oauth_tokens_log_in_and_bad_ones_are_refused() {
         let expired = account(auth, oauth_token(&key, user, -60));
         let e = expired.list_mailboxes().await.unwrap_err();
         assert!(matches!(e, UpstreamError::AuthFailed(_)), "{auth:?}: {e:?}");
+
+        // A provider's fresh token wins over the stale one in the credentials.
+        let fresh = oauth_token(&key, user, 600);
+        let refreshed = account(auth, oauth_token(&key, user, -60)).with_secret_provider(
+            upstream::SecretProvider::new(move || Ok(upstream::Secret::new(fresh.clone()))),
+        );
+        refreshed.list_mailboxes().await.unwrap();
     }
     // Password login still works next to OAuth.
     let mut h = Harness::new(d.server(), opts());

@@ -3,7 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::imap_support::{append, create_mailbox, message, other_client, upstream_messages};
+use crate::imap_support::{
+    PASSWORD, PrivateDovecot, USER, append, create_mailbox, message, oauth_token, other_client,
+    upstream_messages,
+};
 use crate::jmap_support::MailGateway;
 
 fn ids(v: &Value) -> Vec<String> {
@@ -443,4 +446,85 @@ async fn subjects_found(g: &MailGateway, filter: Value) -> Vec<String> {
         .collect();
     s.sort();
     s
+}
+
+/// An account configured with `auth = "xoauth2"` and its token in a file: the gateway logs
+/// in with the token and reads the file again for each new connection, so a token rewritten
+/// by a refresher is used without a restart.
+#[tokio::test]
+async fn an_oauth_account_logs_in_with_the_token_file_and_follows_its_updates() {
+    const OAUTH_USER: &str = "oauthuser";
+    use base64::Engine;
+    let key = b"a key shared with the test Dovecot".to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&key);
+    // A second user for the OAuth account: the same login twice would be one account.
+    let users = format!("{USER}:{PASSWORD} {OAUTH_USER}:unused-password");
+    let dovecot =
+        PrivateDovecot::start_with_env(&[("DOVECOT_OAUTH2_KEY", &b64), ("DOVECOT_USERS", &users)]);
+    let tokens = tempfile::tempdir().unwrap();
+    let token_file = tokens.path().join("token");
+    // Short-lived, so the later reconnection can only succeed with the refreshed token.
+    let first_lifetime = 15;
+    let expires = std::time::Instant::now() + std::time::Duration::from_secs(first_lifetime + 1);
+    std::fs::write(
+        &token_file,
+        oauth_token(&key, OAUTH_USER, first_lifetime as i64) + "\n",
+    )
+    .unwrap();
+    let g = MailGateway::start_on(
+        dovecot,
+        |_| {},
+        |d| {
+            format!(
+                "[[users.accounts]]\nkind = \"imap\"\nname = \"OAuth\"\nhost = \"127.0.0.1\"\n\
+                 port = {}\ntls = \"none\"\nusername = \"{OAUTH_USER}\"\nauth = \"xoauth2\"\n\
+                 password = {{ file = {:?} }}\n",
+                d.imap_port,
+                token_file.display().to_string()
+            )
+        },
+    )
+    .await;
+    let ids = g.account_ids();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let oauth = ids.iter().find(|a| **a != g.account_id).unwrap().clone();
+    let boxes = g.mailboxes_in(&oauth).await;
+    assert!(
+        boxes.iter().any(|m| m["role"] == json!("inbox")),
+        "{boxes:?}"
+    );
+
+    // The token expires and the refresher writes a new one; every connection drops with
+    // the server restart, and new mail still arrives over the new logins.
+    tokio::time::sleep_until(expires.into()).await;
+    std::fs::write(&token_file, oauth_token(&key, OAUTH_USER, 600)).unwrap();
+    g.dovecot.restart();
+    let mut c = imap::connect(
+        &g.dovecot.server(),
+        &imap::Credentials {
+            username: OAUTH_USER.into(),
+            password: upstream::Secret::new("unused-password".into()),
+        },
+    )
+    .await
+    .unwrap();
+    append(
+        &mut c,
+        "INBOX",
+        "",
+        &message("After refresh", "refresh@x", "", "hi"),
+    )
+    .await;
+    let inbox = g.mailbox_id_in(&oauth, "inbox").await;
+    g.eventually(60, || async {
+        let q = g
+            .call_in(
+                &oauth,
+                "Email/query",
+                json!({"filter": {"inMailbox": inbox}}),
+            )
+            .await;
+        (q["ids"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
 }

@@ -59,7 +59,15 @@ impl MailGateway {
         seed: impl FnOnce(&PrivateDovecot),
         more: impl FnOnce(&PrivateDovecot) -> String,
     ) -> MailGateway {
-        let dovecot = PrivateDovecot::start();
+        Self::start_on(PrivateDovecot::start(), seed, more).await
+    }
+
+    /// As `start_configured`, on a Dovecot the caller started (with its own settings).
+    pub async fn start_on(
+        dovecot: PrivateDovecot,
+        seed: impl FnOnce(&PrivateDovecot),
+        more: impl FnOnce(&PrivateDovecot) -> String,
+    ) -> MailGateway {
         seed(&dovecot);
         let more_accounts = more(&dovecot);
         let dir = tempfile::tempdir().unwrap();

@@ -223,13 +223,39 @@ pub struct ImapAccountConfig {
     /// PEM CA certificate to trust in addition to the system roots (self-signed servers).
     pub ca_file: Option<PathBuf>,
     pub username: String,
+    /// The password, or with an OAuth `auth` the access token (read again at each login,
+    /// so a `{ file = … }` kept fresh by a token refresher works across expiries).
     pub password: SecretSource,
+    /// How to log in: `password` (PLAIN or LOGIN), `xoauth2` or `oauthbearer` (RFC 7628).
+    #[serde(default)]
+    pub auth: ImapAuth,
     /// The account's mail address (its Identity); defaults to the username if it has an `@`.
     pub address: Option<String>,
     /// Where EmailSubmission sends mail for this account.
     pub smtp: Option<SmtpConfig>,
     /// The account's ManageSieve server, through which VacationResponse is offered.
     pub sieve: Option<SieveConfig>,
+}
+
+/// How an IMAP account logs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapAuth {
+    #[default]
+    Password,
+    Xoauth2,
+    Oauthbearer,
+}
+
+/// How an ActiveSync account authenticates its requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EasAuthConfig {
+    /// HTTP Basic with username and password.
+    #[default]
+    Basic,
+    /// `Authorization: Bearer` with the OAuth access token given as `password`.
+    Bearer,
 }
 
 /// A ManageSieve server (RFC 5804) of an IMAP account: the gateway keeps its vacation
@@ -282,7 +308,12 @@ pub struct EasAccountConfig {
     /// The ActiveSync endpoint, e.g. `https://mail.example.com/Microsoft-Server-ActiveSync`.
     pub url: String,
     pub username: String,
+    /// The password, or with `auth = "bearer"` the access token (read again for every
+    /// request, so a `{ file = … }` kept fresh by a token refresher works across expiries).
     pub password: SecretSource,
+    /// `basic` (the default) or `bearer`.
+    #[serde(default)]
+    pub auth: EasAuthConfig,
     /// The account's mail address (its Identity); defaults to the username if it has an `@`.
     pub address: Option<String>,
     /// Device id presented to the server; derived from user and account if absent.
@@ -930,6 +961,44 @@ mod tests {
             e.contains("users[0].accounts[1]") && e.contains("tsl"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn accounts_choose_password_or_oauth_logins() {
+        let account = |kind: &str, auth: &str| {
+            let target = if kind == "eas" {
+                "url = \"https://mail.example.com/Microsoft-Server-ActiveSync\""
+            } else {
+                "host = \"imap.example.com\""
+            };
+            format!(
+                "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users.accounts]]\n\
+                 kind = \"{kind}\"\n{target}\nusername = \"u\"\npassword = \"t\"\n{auth}"
+            )
+        };
+        let imap = |auth: &str| match Config::parse(&account("imap", auth)) {
+            Ok(c) => match &c.users[0].accounts[0] {
+                AccountConfig::Imap(a) => Ok(a.auth),
+                _ => panic!("expected IMAP"),
+            },
+            Err(e) => Err(e),
+        };
+        assert_eq!(imap(""), Ok(ImapAuth::Password));
+        assert_eq!(imap("auth = \"xoauth2\""), Ok(ImapAuth::Xoauth2));
+        assert_eq!(imap("auth = \"oauthbearer\""), Ok(ImapAuth::Oauthbearer));
+        let e = imap("auth = \"kerberos\"").unwrap_err();
+        assert!(e.contains("kerberos") && e.contains("xoauth2"), "{e}");
+
+        let eas = |auth: &str| match Config::parse(&account("eas", auth)) {
+            Ok(c) => match &c.users[0].accounts[0] {
+                AccountConfig::Eas(a) => Ok(a.auth),
+                _ => panic!("expected EAS"),
+            },
+            Err(e) => Err(e),
+        };
+        assert_eq!(eas(""), Ok(EasAuthConfig::Basic));
+        assert_eq!(eas("auth = \"bearer\""), Ok(EasAuthConfig::Bearer));
+        assert!(eas("auth = \"xoauth2\"").is_err());
     }
 
     #[test]

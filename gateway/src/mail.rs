@@ -21,7 +21,7 @@ use state::{AccountId, AsyncStore};
 use upstream::{BoxFuture, RemoteQuota, Secret, Upstream, UpstreamError};
 
 use crate::accounts::Registry;
-use crate::config::{AccountConfig, Config, SmtpConfig, TlsMode};
+use crate::config::{AccountConfig, Config, EasAuthConfig, ImapAuth, SmtpConfig, TlsMode};
 
 /// Where an account's mail is and how to log in: enough to build its adapter.
 #[derive(Clone)]
@@ -30,9 +30,15 @@ pub enum UpstreamSpec {
         server: imap::ImapServer,
         creds: imap::Credentials,
         smtp: Option<SmtpSpec>,
+        auth: imap::AuthMethod,
+        /// Re-reads the secret (an OAuth access token) before each login.
+        secret: Option<upstream::SecretProvider>,
     },
     Eas {
         endpoint: eas::EasEndpoint,
+        auth: eas::EasAuth,
+        /// Re-reads the secret (an OAuth access token) for each request.
+        secret: Option<upstream::SecretProvider>,
     },
 }
 
@@ -45,7 +51,7 @@ impl std::fmt::Debug for UpstreamSpec {
                 .field("port", &server.port)
                 .field("username", &creds.username)
                 .finish_non_exhaustive(),
-            UpstreamSpec::Eas { endpoint } => f
+            UpstreamSpec::Eas { endpoint, .. } => f
                 .debug_struct("Eas")
                 .field("url", &endpoint.url)
                 .field("username", &endpoint.username)
@@ -64,6 +70,9 @@ pub struct SmtpSpec {
     pub username: String,
     pub password: Secret<String>,
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// AUTH XOAUTH2 with this token instead of the password (an OAuth IMAP account's SMTP
+    /// table without a password of its own).
+    pub oauth_token: Option<upstream::SecretProvider>,
 }
 
 impl UpstreamSpec {
@@ -71,7 +80,7 @@ impl UpstreamSpec {
     pub fn address(&self) -> Option<String> {
         let user = match self {
             UpstreamSpec::Imap { creds, .. } => &creds.username,
-            UpstreamSpec::Eas { endpoint } => &endpoint.username,
+            UpstreamSpec::Eas { endpoint, .. } => &endpoint.username,
         };
         user.contains('@').then(|| user.clone())
     }
@@ -79,17 +88,38 @@ impl UpstreamSpec {
     /// The adapter, and for EAS the concrete account too (for Settings Oof).
     fn build(&self) -> anyhow::Result<Built> {
         Ok(match self {
-            UpstreamSpec::Imap { server, creds, .. } => (
-                Arc::new(imap::ImapAccount::new(
+            UpstreamSpec::Imap {
+                server,
+                creds,
+                auth,
+                secret,
+                ..
+            } => {
+                let mut account = imap::ImapAccount::new(
                     server.clone(),
                     creds.clone(),
-                    imap::ImapOptions::default(),
-                )),
-                None,
-            ),
-            UpstreamSpec::Eas { endpoint } => {
+                    imap::ImapOptions {
+                        auth: *auth,
+                        ..imap::ImapOptions::default()
+                    },
+                );
+                if let Some(p) = secret {
+                    account = account.with_secret_provider(p.clone());
+                }
+                (Arc::new(account), None)
+            }
+            UpstreamSpec::Eas {
+                endpoint,
+                auth,
+                secret,
+            } => {
+                let settings = eas::EasSettings {
+                    auth: *auth,
+                    secret_provider: secret.clone(),
+                    ..eas::EasSettings::default()
+                };
                 let eas = Arc::new(
-                    eas::EasAccount::new(endpoint.clone(), eas::EasSettings::default())
+                    eas::EasAccount::new(endpoint.clone(), settings)
                         .map_err(|e| anyhow::anyhow!("{e}"))?,
                 );
                 (eas.clone(), Some(eas))
@@ -115,6 +145,13 @@ fn read_ca(path: &Option<std::path::PathBuf>) -> anyhow::Result<Option<Vec<u8>>>
         .transpose()
 }
 
+/// A token read from its source again at every use, so a file that a refresher rewrites
+/// (or an environment variable) always gives the current access token.
+fn provider(source: &crate::config::SecretSource) -> upstream::SecretProvider {
+    let source = source.clone();
+    upstream::SecretProvider::new(move || source.resolve())
+}
+
 /// The adapter spec of a configured account, secrets resolved.
 pub fn spec_for(account: &AccountConfig) -> anyhow::Result<UpstreamSpec> {
     Ok(match account {
@@ -137,8 +174,17 @@ pub fn spec_for(account: &AccountConfig) -> anyhow::Result<UpstreamSpec> {
                         None => password.clone(),
                     },
                     extra_ca_pem: server.extra_ca_pem.clone(),
+                    oauth_token: (s.password.is_none() && a.auth != ImapAuth::Password)
+                        .then(|| provider(&a.password)),
                 }),
                 None => None,
+            };
+            let (auth, secret) = match a.auth {
+                ImapAuth::Password => (imap::AuthMethod::Password, None),
+                ImapAuth::Xoauth2 => (imap::AuthMethod::XOAuth2, Some(provider(&a.password))),
+                ImapAuth::Oauthbearer => {
+                    (imap::AuthMethod::OAuthBearer, Some(provider(&a.password)))
+                }
             };
             UpstreamSpec::Imap {
                 server,
@@ -147,9 +193,16 @@ pub fn spec_for(account: &AccountConfig) -> anyhow::Result<UpstreamSpec> {
                     password,
                 },
                 smtp,
+                auth,
+                secret,
             }
         }
         AccountConfig::Eas(a) => UpstreamSpec::Eas {
+            auth: match a.auth {
+                EasAuthConfig::Basic => eas::EasAuth::Basic,
+                EasAuthConfig::Bearer => eas::EasAuth::Bearer,
+            },
+            secret: (a.auth == EasAuthConfig::Bearer).then(|| provider(&a.password)),
             endpoint: eas::EasEndpoint {
                 url: a.url.clone(),
                 username: a.username.clone(),
@@ -616,6 +669,7 @@ fn smtp_submitter(s: &SmtpSpec) -> anyhow::Result<Arc<dyn Submitter>> {
     );
     if c.auth {
         config.credentials = Some((s.username.clone(), s.password.clone()));
+        config.oauth_token = s.oauth_token.clone();
     }
     config.extra_ca_pem = s.extra_ca_pem.clone();
     let submitter =

@@ -90,6 +90,7 @@ impl UpstreamLogin {
                     // A passthrough user's SMTP password is their own login password.
                     password: password.clone(),
                     extra_ca_pem: ca.clone(),
+                    oauth_token: None,
                 });
                 PassthroughAccount {
                     key: format!("imap:{}:{port}:{username}", c.host),
@@ -101,6 +102,8 @@ impl UpstreamLogin {
                             password: password.clone(),
                         },
                         smtp,
+                        auth: imap::AuthMethod::Password,
+                        secret: None,
                     }),
                 }
             }
@@ -109,6 +112,8 @@ impl UpstreamLogin {
                 name: format!("{username} ({})", c.name),
                 upstream: Some(crate::mail::UpstreamSpec::Eas {
                     endpoint: self.endpoint(c, ca, username, password),
+                    auth: eas::EasAuth::Basic,
+                    secret: None,
                 }),
             },
         }

@@ -39,6 +39,21 @@ pub struct EasSettings {
     /// Interop quirk (SOGo 5): a sync key SOGo cannot parse gets HTTP 501 instead of Sync
     /// status 3. When set, HTTP 501 to a Sync with a non-zero key is treated as status 3.
     pub sogo_http_501_is_invalid_sync_key: bool,
+    /// How requests authenticate.
+    pub auth: EasAuth,
+    /// Reads the password or token again for every request (an OAuth access token kept
+    /// fresh outside the gateway); without it the endpoint's password is used.
+    pub secret_provider: Option<upstream::SecretProvider>,
+}
+
+/// How EAS requests authenticate (MS-ASHTTP 2.2.1.1.2.2 allows either).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EasAuth {
+    /// Preemptive Basic with the username and password.
+    #[default]
+    Basic,
+    /// `Authorization: Bearer` with an OAuth 2 access token as the secret.
+    Bearer,
 }
 
 impl Default for EasSettings {
@@ -50,6 +65,8 @@ impl Default for EasSettings {
             // MS-ASCMD 2.2.3.79.1: 3540 s is the protocol's upper bound.
             max_heartbeat: 3540,
             sogo_http_501_is_invalid_sync_key: true,
+            auth: EasAuth::Basic,
+            secret_provider: None,
         }
     }
 }
@@ -239,7 +256,8 @@ impl EasAccount {
             max_folders: None,
         };
         Ok(EasAccount {
-            client: EasClient::new(endpoint)?,
+            client: EasClient::new(endpoint)?
+                .with_auth(settings.auth, settings.secret_provider.clone()),
             settings,
             negotiated: tokio::sync::OnceCell::new(),
             hierarchy: tokio::sync::Mutex::new(None),
@@ -1359,6 +1377,52 @@ mod tests {
             EasSettings::default(),
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn basic_by_default_and_bearer_reads_a_fresh_token_per_request() {
+        let server = FakeServer::start(vec![folder_sync(), folder_sync()]).await;
+        account_at(&server).list_mailboxes().await.unwrap();
+        // "alice:pw" in base64.
+        assert_eq!(
+            server.received()[0].authorization.as_deref(),
+            Some("Basic YWxpY2U6cHc=")
+        );
+
+        let server = FakeServer::start(vec![folder_sync(), folder_sync()]).await;
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = n.clone();
+        let provider = upstream::SecretProvider::new(move || {
+            let i = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(upstream::Secret::new(format!("token-{i}")))
+        });
+        let mut a = account_at(&server);
+        a.client = a.client.with_auth(EasAuth::Bearer, Some(provider));
+        a.list_mailboxes().await.unwrap();
+        let request = Element::new(fh::FolderSync).child(Element::with_text(fh::SyncKey, "0"));
+        a.client
+            .command("FolderSync", Some(&request), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let auth: Vec<String> = server
+            .received()
+            .into_iter()
+            .map(|r| r.authorization.unwrap())
+            .collect();
+        assert_eq!(auth.len(), 2, "{auth:?}");
+        assert!(
+            auth.iter().all(|a| a.starts_with("Bearer token-")),
+            "{auth:?}"
+        );
+        assert_ne!(auth[0], auth[1], "the token is read again for each request");
+
+        let failing = upstream::SecretProvider::new(|| Err("token file missing".into()));
+        let server = FakeServer::start(vec![folder_sync()]).await;
+        let mut a = account_at(&server);
+        a.client = a.client.with_auth(EasAuth::Bearer, Some(failing));
+        let e = a.list_mailboxes().await.unwrap_err();
+        assert!(matches!(e, UpstreamError::AuthFailed(_)), "{e:?}");
+        assert!(server.received().is_empty());
     }
 
     /// A FolderSync answer listing one mail folder, `inbox`.

@@ -25,6 +25,8 @@ pub(crate) enum Reply {
 pub(crate) struct Received {
     /// The `Cmd` query parameter.
     pub cmd: String,
+    /// The `Authorization` header, as sent.
+    pub authorization: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -131,9 +133,16 @@ async fn serve(
             .find_map(|p| p.strip_prefix("Cmd="))
             .unwrap_or_default()
             .to_owned();
-        log.lock()
-            .expect("not poisoned")
-            .push(Received { cmd, body });
+        let authorization = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.trim().to_owned());
+        log.lock().expect("not poisoned").push(Received {
+            cmd,
+            authorization,
+            body,
+        });
         match replies.next().unwrap_or(Reply::Http(500)) {
             Reply::Drop => return,
             Reply::Http(status) => format!(

@@ -20,5 +20,5 @@ mod email;
 mod fake_server;
 pub mod transport;
 
-pub use account::{EasAccount, EasSettings};
+pub use account::{EasAccount, EasAuth, EasSettings};
 pub use transport::{COMMAND_TIMEOUT, EasClient, EasEndpoint, EasError, ServerOptions};

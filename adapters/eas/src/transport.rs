@@ -200,7 +200,7 @@ struct Session {
 }
 
 /// An MS-ASHTTP client for one account: commands go out as WBXML POSTs with preemptive
-/// Basic auth; provisioning, redirects and protocol-level retries happen here, once.
+/// Basic (or Bearer) auth; provisioning, redirects and protocol-level retries happen here, once.
 #[derive(Debug, Clone)]
 pub struct EasClient {
     endpoint: EasEndpoint,
@@ -209,12 +209,54 @@ pub struct EasClient {
     /// a failure is never the stale-idle-connection race that justifies sending again.
     fresh: reqwest::Client,
     session: Arc<Mutex<Session>>,
+    auth: crate::EasAuth,
+    secret_provider: Option<upstream::SecretProvider>,
 }
 
 /// How many times one command is re-sent after Provision or a redirect.
 const MAX_RETRIES: usize = 3;
 
 impl EasClient {
+    /// Authenticates with `auth`, reading the secret from `provider` (when given) for
+    /// every request.
+    pub fn with_auth(
+        mut self,
+        auth: crate::EasAuth,
+        provider: Option<upstream::SecretProvider>,
+    ) -> Self {
+        self.auth = auth;
+        self.secret_provider = provider;
+        self
+    }
+
+    /// Adds the Authorization header. A provider that cannot give a secret (a missing token
+    /// file) is reported as refused credentials, which is what the server would say.
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, EasError> {
+        let fresh;
+        let secret = match &self.secret_provider {
+            None => &self.endpoint.password,
+            Some(p) => {
+                fresh = p.get().map_err(|e| {
+                    tracing::warn!(user = %self.endpoint.username, error = %e, "no EAS secret");
+                    EasError::Unauthorized {
+                        username: self.endpoint.username.clone(),
+                        status: 401,
+                    }
+                })?;
+                &fresh
+            }
+        };
+        Ok(match self.auth {
+            crate::EasAuth::Basic => {
+                request.basic_auth(&self.endpoint.username, Some(secret.expose()))
+            }
+            crate::EasAuth::Bearer => request.bearer_auth(secret.expose()),
+        })
+    }
+
     pub fn new(endpoint: EasEndpoint) -> Result<Self, EasError> {
         let tls = upstream::tls::client_config(endpoint.extra_ca_pem.as_deref())
             .map_err(EasError::Tls)?;
@@ -240,6 +282,8 @@ impl EasClient {
             http,
             fresh,
             session: Arc::new(Mutex::new(session)),
+            auth: crate::EasAuth::Basic,
+            secret_provider: None,
         })
     }
 
@@ -460,12 +504,8 @@ impl EasClient {
         let url = self.command_url(&session.url, cmd);
         let submission = SUBMISSIONS.contains(&cmd);
         let client = if submission { &self.fresh } else { &self.http };
-        let mut request = client
-            .post(&url)
-            .basic_auth(
-                &self.endpoint.username,
-                Some(self.endpoint.password.expose()),
-            )
+        let mut request = self
+            .authorize(client.post(&url))?
             .header("MS-ASProtocolVersion", session.version)
             .timeout(timeout);
         if let Some(key) = &session.policy_key {
@@ -568,14 +608,9 @@ impl EasClient {
 
     /// Sends `OPTIONS` with credentials and reads the supported versions and commands.
     pub async fn options(&self) -> Result<ServerOptions, EasError> {
+        // Some servers (SOGo) answer 403 rather than challenge: always send credentials.
         let response = self
-            .http
-            .request(Method::OPTIONS, &self.endpoint.url)
-            // Some servers (SOGo) answer 403 rather than challenge: always send credentials.
-            .basic_auth(
-                &self.endpoint.username,
-                Some(self.endpoint.password.expose()),
-            )
+            .authorize(self.http.request(Method::OPTIONS, &self.endpoint.url))?
             .timeout(Duration::from_secs(30))
             .send()
             .await

@@ -109,6 +109,7 @@ pub struct ImapAccount {
     pub(crate) identities: Mutex<HashMap<String, String>>,
     /// The hierarchy delimiter, from the last listing.
     pub(crate) delimiter: Mutex<Option<char>>,
+    secret_provider: Option<upstream::SecretProvider>,
     pub stats: Arc<ImapStats>,
 }
 
@@ -198,6 +199,7 @@ impl ImapAccount {
             watcher: tokio::sync::Mutex::new(None),
             identities: Mutex::new(HashMap::new()),
             delimiter: Mutex::new(None),
+            secret_provider: None,
             stats: Arc::new(ImapStats::default()),
             opts,
         }
@@ -205,6 +207,24 @@ impl ImapAccount {
 
     pub fn options(&self) -> &ImapOptions {
         &self.opts
+    }
+
+    /// Reads the secret (an OAuth access token) again before every login instead of using
+    /// the one in the credentials, so a token refreshed outside the gateway is picked up.
+    pub fn with_secret_provider(mut self, provider: upstream::SecretProvider) -> Self {
+        self.secret_provider = Some(provider);
+        self
+    }
+
+    /// The credentials for a new login.
+    fn login_creds(&self) -> Result<std::borrow::Cow<'_, Credentials>, ConnError> {
+        match &self.secret_provider {
+            None => Ok(std::borrow::Cow::Borrowed(&self.creds)),
+            Some(p) => Ok(std::borrow::Cow::Owned(Credentials {
+                username: self.creds.username.clone(),
+                password: p.get().map_err(ConnError::Auth)?,
+            })),
+        }
     }
 
     pub(crate) fn conn_options(&self) -> ConnOptions {
@@ -231,7 +251,8 @@ impl ImapAccount {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match conn::open(&self.server, &self.creds, &self.conn_options()).await {
+            let creds = self.login_creds()?;
+            match conn::open(&self.server, &creds, &self.conn_options()).await {
                 Ok(c) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
                     if c.is_compressed() {

@@ -16,4 +16,4 @@ pub use contract::{
     WriteOutcome,
 };
 pub use model::MailboxRole;
-pub use secret::Secret;
+pub use secret::{Secret, SecretProvider};

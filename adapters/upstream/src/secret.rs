@@ -36,6 +36,28 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
+/// A credential read again at every login or request: an OAuth 2 access token that a
+/// refresher outside the gateway keeps current (a file rewritten before each expiry, say).
+#[derive(Clone)]
+pub struct SecretProvider(std::sync::Arc<dyn Fn() -> Result<Secret<String>, String> + Send + Sync>);
+
+impl SecretProvider {
+    pub fn new(f: impl Fn() -> Result<Secret<String>, String> + Send + Sync + 'static) -> Self {
+        SecretProvider(std::sync::Arc::new(f))
+    }
+
+    /// The current value, or why it cannot be had (a missing or empty token file).
+    pub fn get(&self) -> Result<Secret<String>, String> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for SecretProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretProvider")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Secret;

@@ -52,6 +52,9 @@ pub struct SmtpConfig {
     pub security: SmtpSecurity,
     /// User name and password for AUTH PLAIN/LOGIN; `None` submits without authenticating.
     pub credentials: Option<(String, Secret<String>)>,
+    /// With credentials: log in with AUTH XOAUTH2 instead, with the access token this
+    /// provider gives at each connection (the credentials' password is then unused).
+    pub oauth_token: Option<upstream::SecretProvider>,
     /// Extra trusted CA certificates (PEM), added to the webpki roots.
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Bound on each step (connect, every command, the message data).
@@ -69,6 +72,7 @@ impl SmtpConfig {
             port,
             security,
             credentials: None,
+            oauth_token: None,
             extra_ca_pem: None,
             timeout: Duration::from_secs(60),
             hello_name: None,
@@ -194,12 +198,19 @@ impl SmtpSubmitter {
                 .map_err(|e| unavailable("STARTTLS", &e))?;
         }
         if let Some((user, password)) = &self.config.credentials {
-            let credentials = Credentials::new(user.clone(), password.expose().clone());
+            let (secret, mechanisms): (Secret<String>, &[Mechanism]) =
+                match &self.config.oauth_token {
+                    Some(p) => (
+                        p.get().map_err(|e| {
+                            SubmitError::Refused(format!("no OAuth token for SMTP: {e}"))
+                        })?,
+                        &[Mechanism::Xoauth2],
+                    ),
+                    None => (password.clone(), &[Mechanism::Plain, Mechanism::Login]),
+                };
+            let credentials = Credentials::new(user.clone(), secret.expose().clone());
             let auth = self
-                .step(
-                    "AUTH",
-                    conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
-                )
+                .step("AUTH", conn.auth(mechanisms, &credentials))
                 .await?;
             if let Err(e) = auth {
                 conn.abort().await;
