@@ -165,6 +165,86 @@ async fn one_user_sees_imap_and_eas_and_eas_mail_is_pushed_and_moved() {
     assert!(flags.contains("\\Seen"), "{flags}");
 }
 
+/// EAS Sync reports parsed fields, so the stored header block of an EAS Email is synthesised
+/// and has no Message-ID, In-Reply-To or References, and its Date is the arrival time. Email/get
+/// answers those from the raw message (ItemOperations, then the blob cache), so a client can
+/// thread a reply; a list view still reads the store alone.
+#[tokio::test]
+async fn an_eas_email_has_the_message_ids_and_date_of_its_raw_message() {
+    let folder = unique("jmapeashdr");
+    make_mailbox(&folder, &folder, 0, |_| "()");
+    let raw = format!(
+        "From: Bob <bob@example.test>\\r\\nSender: Assistant <assistant@example.test>\\r\\n\
+         To: Alice <alice@example.test>\\r\\nSubject: Re: {folder}\\r\\n\
+         Date: Tue, 24 Nov 2026 09:15:00 -0500\\r\\n\
+         Message-ID: <{folder}.reply@example.test>\\r\\n\
+         In-Reply-To: <{folder}.parent@example.test>\\r\\n\
+         References: <{folder}.root@example.test>\\r\\n <{folder}.parent@example.test>\\r\\n\
+         X-Conformance: {folder}\\r\\n\\r\\nSee you there.\\r\\n"
+    );
+    imap(0, &format!("m.append({folder:?}, None, None, b\"{raw}\")"));
+    let g = MailGateway::start_full(|_| {}, &eas_account_toml("jmapeashdr")).await;
+    let eas = g.account_ids()[1].clone();
+    let mbox = g.mailbox_id_in(&eas, &folder).await;
+    let listed = g
+        .eventually(60, || async {
+            let s = subjects(&g, &eas, &mbox).await;
+            (s.len() == 1).then_some(s)
+        })
+        .await;
+    assert_eq!(listed[0].1, format!("Re: {folder}"));
+    let id = listed[0].0.clone();
+
+    let got = g
+        .call_in(
+            &eas,
+            "Email/get",
+            json!({"ids": [id.clone()],
+                   "properties": ["messageId", "inReplyTo", "references", "sentAt", "sender",
+                                  "receivedAt", "subject", "from", "header:X-Conformance"]}),
+        )
+        .await;
+    let e = &got["list"][0];
+    assert_eq!(
+        e["messageId"],
+        json!([format!("{folder}.reply@example.test")]),
+        "{got}"
+    );
+    assert_eq!(
+        e["inReplyTo"],
+        json!([format!("{folder}.parent@example.test")]),
+        "{got}"
+    );
+    assert_eq!(
+        e["references"],
+        json!([
+            format!("{folder}.root@example.test"),
+            format!("{folder}.parent@example.test")
+        ]),
+        "{got}"
+    );
+    assert_eq!(e["sentAt"], json!("2026-11-24T09:15:00-05:00"), "{got}");
+    // SOGo's DateReceived is this same instant in UTC, so the synthesised Date would have
+    // given "2026-11-24T14:15:00Z": the sender's offset shows sentAt is the message's own.
+    assert_eq!(e["receivedAt"], json!("2026-11-24T14:15:00Z"), "{got}");
+    assert_eq!(
+        e["sender"],
+        json!([{"name": "Assistant", "email": "assistant@example.test"}]),
+        "{got}"
+    );
+    assert_eq!(
+        e["header:X-Conformance"],
+        json!(format!(" {folder}")),
+        "{got}"
+    );
+    assert_eq!(e["subject"], json!(format!("Re: {folder}")));
+    assert_eq!(
+        e["from"],
+        json!([{"name": "Bob", "email": "bob@example.test"}]),
+        "{got}"
+    );
+}
+
 /// An EAS account cannot store a message (no Sync Add for email), yet it can send: the draft
 /// Email/set creates is kept by the gateway alone, EmailSubmission sends it through SendMail
 /// (SOGo files the Sent copy) and onSuccessDestroyEmail removes it. Email/import, which
@@ -321,8 +401,9 @@ async fn a_reply_to_a_held_message_goes_out_as_smart_reply_and_marks_the_origina
             find(token.clone()).await.into_iter().next()
         })
         .await;
-    // EAS reports no Message-ID, so the gateway does not know it (messageId is null); the
-    // client took it from the raw message. EmailSubmission finds the original all the same.
+    // EAS Sync reports no Message-ID, so the store does not know it; Email/get reads it from
+    // the raw message, and EmailSubmission finds the original all the same.
+    assert_eq!(original["messageId"], json!([original_mid]), "{original}");
     assert!(
         original["keywords"].get("$answered").is_none(),
         "{original}"
