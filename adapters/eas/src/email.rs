@@ -4,6 +4,8 @@
 //! whole MIME messages), so the header block is synthesised from the fields in a fixed order:
 //! the same item gives the same bytes wherever it is stored, and the fingerprint is a digest
 //! of those bytes plus the conversation id and body start, none of which change on MoveItems.
+//! The message is marked `headers_complete: false`: Email/get reads Message-ID, References,
+//! Date and the other fields this block lacks from the MIME (ItemOperations) when asked.
 
 use std::collections::BTreeSet;
 
