@@ -1690,7 +1690,13 @@ mod build {
             let date = mail_builder::headers::date::Date::new(received_at);
             headers.push(("Date".into(), date.into()));
         }
-        headers.push(("MIME-Version".into(), Raw::new("1.0").into()));
+        // One MIME-Version field: the client's `header:MIME-Version`, if it gave one.
+        if !headers
+            .iter()
+            .any(|(h, _)| h.eq_ignore_ascii_case("mime-version"))
+        {
+            headers.push(("MIME-Version".into(), Raw::new("1.0").into()));
+        }
         let mut raw = Vec::new();
         write_fields(&headers, &mut raw);
         // The root part's own fields (Content-*) and its body.
@@ -2533,6 +2539,24 @@ mod tests {
                 Some(want.as_str())
             );
         }
+    }
+
+    #[test]
+    fn a_client_mime_version_is_the_only_one() {
+        let count = |raw: &[u8]| {
+            String::from_utf8_lossy(raw)
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .filter(|l| l.to_ascii_lowercase().starts_with("mime-version:"))
+                .count()
+        };
+        let plain = json!({"subject": "x", "textBody": [{"partId": "1"}],
+                           "bodyValues": {"1": {"value": "hi"}}});
+        assert_eq!(count(&build(plain.clone(), &[])), 1);
+        let mut given = plain;
+        given["header:MIME-Version:asRaw"] = json!(" 1.0");
+        let raw = build(given, &[]);
+        assert_eq!(count(&raw), 1, "{}", String::from_utf8_lossy(&raw));
     }
 
     #[test]
