@@ -1172,3 +1172,62 @@ async fn oauth_tokens_log_in_and_bad_ones_are_refused() {
     assert!(h.mailbox("INBOX").await.is_some());
     h.stop().await;
 }
+
+/// Dovecot 2.3 leaves a session's mailbox list stale (a later change is missing from its
+/// LIST) once a mailbox it had selected was renamed by another client and it then selected
+/// another mailbox. A list change reported by push must still be listed exactly: the
+/// adapter lists on a session that never selected a mailbox.
+#[tokio::test]
+async fn a_list_change_after_a_rename_under_a_selected_mailbox_is_listed() {
+    use upstream::{BoxFuture, SyncBatch, SyncSink, Upstream};
+    struct Discard;
+    impl SyncSink for Discard {
+        fn apply(&mut self, _: SyncBatch) -> BoxFuture<'_, Result<(), UpstreamError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+    let d = PrivateDovecot::start();
+    let mut c = other_client(&d.server()).await;
+    // One pooled connection besides the push connection: every command below shares it.
+    let acct = imap::ImapAccount::new(
+        d.server(),
+        crate::imap_support::creds(),
+        ImapOptions {
+            max_connections: 2,
+            ..opts()
+        },
+    );
+    let names = |l: &[upstream::RemoteMailbox]| {
+        let mut n: Vec<String> = l.iter().map(|m| m.remote_id.clone()).collect();
+        n.sort();
+        n
+    };
+    let listed = acct.list_mailboxes().await.unwrap();
+    acct.wait_for_changes(&listed, Duration::ZERO)
+        .await
+        .unwrap();
+    create_mailbox(&mut c, "Plans").await;
+    let listed = acct.list_mailboxes().await.unwrap();
+    let plans = listed
+        .iter()
+        .find(|m| m.remote_id == "Plans")
+        .unwrap()
+        .clone();
+    let inbox = listed
+        .iter()
+        .find(|m| m.remote_id == "INBOX")
+        .unwrap()
+        .clone();
+    acct.sync_mailbox(&plans, None, &mut Discard).await.unwrap();
+    c.rename("Plans", "Done").await.unwrap();
+    acct.sync_mailbox(&inbox, None, &mut Discard).await.unwrap();
+    create_mailbox(&mut c, "Later").await;
+    let changed = acct.wait_for_changes(&listed, PUSH_WAIT).await.unwrap();
+    assert!(changed.contains(&String::new()), "{changed:?}");
+    let now = names(&acct.list_mailboxes().await.unwrap());
+    assert!(
+        now.contains(&"Later".to_owned()) && now.contains(&"Done".to_owned()),
+        "{now:?}"
+    );
+    assert!(!now.contains(&"Plans".to_owned()), "{now:?}");
+}

@@ -111,6 +111,9 @@ pub struct ImapAccount {
     pub(crate) delimiter: Mutex<Option<char>>,
     secret_provider: Option<upstream::SecretProvider>,
     pub stats: Arc<ImapStats>,
+    /// Set when the push connection reports that the mailbox list changed: the next listing
+    /// runs on a connection that never selected a mailbox (see `Conn::has_selected`).
+    pub(crate) list_changed: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -201,6 +204,7 @@ impl ImapAccount {
             delimiter: Mutex::new(None),
             secret_provider: None,
             stats: Arc::new(ImapStats::default()),
+            list_changed: std::sync::atomic::AtomicBool::new(false),
             opts,
         }
     }
@@ -396,11 +400,17 @@ impl ImapAccount {
 impl Upstream for ImapAccount {
     fn list_mailboxes(&self) -> BoxFuture<'_, Result<Vec<RemoteMailbox>, UpstreamError>> {
         Box::pin(async move {
+            // After a reported list change, a session that has selected mailboxes may
+            // still show the old list (Dovecot 2.3): list on one that has not.
+            let fresh = self.list_changed.swap(false, Ordering::SeqCst);
             // Read-only, so a connection that died in the pool is worth one more try.
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let mut lease = self.lease().await?;
+                if fresh && lease.has_selected {
+                    lease.conn = Some(self.connect().await?);
+                }
                 match crate::list::list(self, &mut lease).await {
                     Ok(listed) => {
                         lease.release();

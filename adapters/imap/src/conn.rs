@@ -181,6 +181,11 @@ pub struct Conn {
     /// What ENABLE switched on, uppercased.
     pub enabled: BTreeSet<String>,
     pub selected: Option<Selected>,
+    /// Whether this session ever selected a mailbox. Dovecot 2.3 can leave such a session
+    /// with a stale mailbox list (a change is missing from its LIST after a mailbox it had
+    /// selected was renamed by another session and it selected another), which a session
+    /// that never selected anything does not show.
+    pub has_selected: bool,
     /// The server's name from its ID reply (`Dovecot`), for server-specific items.
     pub server_name: Option<String>,
     pending: VecDeque<Response>,
@@ -303,6 +308,7 @@ impl Conn {
             caps: BTreeSet::new(),
             enabled: BTreeSet::new(),
             selected: None,
+            has_selected: false,
             server_name: None,
             pending: VecDeque::new(),
             broken: false,
@@ -629,6 +635,7 @@ impl Conn {
             }
         }
         self.selected = Some(s.clone());
+        self.has_selected = true;
         Ok(s)
     }
 

@@ -112,6 +112,19 @@ pub(crate) async fn wait(
     mailboxes: &[RemoteMailbox],
     timeout: Duration,
 ) -> Result<Vec<String>, UpstreamError> {
+    let changed = wait_inner(acct, mailboxes, timeout).await?;
+    if changed.iter().any(String::is_empty) {
+        acct.list_changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    Ok(changed)
+}
+
+async fn wait_inner(
+    acct: &ImapAccount,
+    mailboxes: &[RemoteMailbox],
+    timeout: Duration,
+) -> Result<Vec<String>, UpstreamError> {
     let mut guard = acct.watcher.lock().await;
     if guard.as_ref().is_some_and(|w| w.busy) {
         *guard = None;
