@@ -237,9 +237,9 @@ fn prefetch(
 }
 
 /// Applies one batch of one mailbox (JMAP id `mailbox`) and its cursor in one commit (the
-/// driver does the same in two steps, building the next batch while this one commits).
-#[cfg(test)]
-pub(crate) fn apply_batch(
+/// driver does the same in two steps, building the next batch while this one commits). For
+/// the unit tests and `benches/apply.rs`.
+pub fn apply_batch(
     store: &Store,
     account: AccountId,
     mailbox: &str,
@@ -759,97 +759,5 @@ mod tests {
         .expect("remove");
         let e = email(&s, email_id("fp:a@x").as_str()).expect("still there");
         assert_eq!(e.mailbox_ids().collect::<Vec<_>>(), ["M2"]);
-    }
-}
-
-/// `cargo test --release -p jmap-mail profile_initial_sync -- --ignored --nocapture`:
-/// prints how long applying initial-sync batches takes (no IMAP involved). Asserts nothing
-/// about time.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod profile {
-    use std::collections::BTreeSet;
-    use std::time::Instant;
-
-    use state::{AccountId, Durability, Store, StoreConfig};
-    use upstream::{MessageChange, RemoteMessage, SyncBatch};
-
-    use super::apply_batch;
-
-    fn synthetic(i: usize) -> RemoteMessage {
-        let thread = i / 5;
-        let mut h = format!(
-            "From: Sender {} <sender{}@example.test>\r\nTo: tester <tester@example.test>\r\n\
-             Subject: {}Bench thread {thread}\r\nDate: Thu, 01 Jan 2026 10:00:00 +0000\r\n\
-             Message-ID: <bench-{thread}-{}@example.test>\r\n",
-            i % 17,
-            i % 17,
-            if i.is_multiple_of(5) { "" } else { "Re: " },
-            i % 5
-        );
-        if !i.is_multiple_of(5) {
-            h.push_str(&format!(
-                "In-Reply-To: <bench-{thread}-0@example.test>\r\nReferences: <bench-{thread}-0@example.test>\r\n"
-            ));
-        }
-        h.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
-        RemoteMessage {
-            uid: (i + 1).to_string(),
-            fingerprint: crate::records::email_id(&h).as_str().to_owned(),
-            thread_hint: None,
-            keywords: BTreeSet::new(),
-            received_at: 1_767_000_000 + i as i64,
-            size: 800,
-            header_block: h.into_bytes(),
-            preview: Some(format!("Body of bench message {i}. Some more text")),
-            has_attachment: false,
-            headers_complete: true,
-        }
-    }
-
-    #[test]
-    #[ignore = "a profile, not a test: run it by name with --ignored --nocapture"]
-    fn profile_initial_sync() {
-        let n: usize = std::env::var("PROFILE_MESSAGES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000);
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            dir.path(),
-            StoreConfig {
-                durability: Durability::default(),
-                ..StoreConfig::default()
-            },
-        )
-        .unwrap();
-        let start = Instant::now();
-        let mut commit = std::time::Duration::ZERO;
-        let mut hi = n;
-        while hi > 0 {
-            let lo = hi.saturating_sub(500);
-            let changes = (lo..hi)
-                .rev()
-                .map(|i| MessageChange::Upsert(synthetic(i)))
-                .collect();
-            let b = SyncBatch {
-                mailbox: "INBOX".into(),
-                reset: false,
-                changes,
-                cursor: b"c".to_vec(),
-                complete: false,
-                progress: None,
-            };
-            let r = apply_batch(&store, AccountId(1), "Minbox", &b).unwrap();
-            commit += r.commit_time;
-            hi = lo;
-        }
-        let total = start.elapsed();
-        println!(
-            "{n} messages: {:.3} s, {:.1} µs/message ({:.1} µs in Store::commit)",
-            total.as_secs_f64(),
-            total.as_secs_f64() * 1e6 / n as f64,
-            commit.as_secs_f64() * 1e6 / n as f64
-        );
     }
 }

@@ -36,6 +36,13 @@ pub mod smtp;
 mod tx;
 
 pub use apply::BatchApplied;
+
+/// What `benches/apply.rs` drives directly: one adapter batch committed to the store, with
+/// no upstream and no driver around it.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::apply::apply_batch;
+}
 pub use driver::{AccountSync, MailboxProgress, SyncError, SyncOptions, SyncProgress};
 pub use headers::{ParsedHeaders, base_subject, parse as parse_headers};
 pub use records::{
