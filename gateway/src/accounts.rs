@@ -139,21 +139,11 @@ impl fmt::Debug for Registry {
 }
 
 fn account_key(user: &str, account: &AccountConfig) -> (String, String) {
-    match account {
-        AccountConfig::Imap(a) => (
-            format!(
-                "user:{user}:imap:{}:{}:{}",
-                a.host,
-                a.port.unwrap_or(a.tls.default_imap_port()),
-                a.username
-            ),
-            a.name.clone().unwrap_or_else(|| a.username.clone()),
-        ),
-        AccountConfig::Eas(a) => (
-            format!("user:{user}:eas:{}:{}", a.url, a.username),
-            a.name.clone().unwrap_or_else(|| a.username.clone()),
-        ),
-    }
+    let name = match account {
+        AccountConfig::Imap(a) => a.name.clone().unwrap_or_else(|| a.username.clone()),
+        AccountConfig::Eas(a) => a.name.clone().unwrap_or_else(|| a.username.clone()),
+    };
+    (format!("user:{user}:{}", account.upstream_identity()), name)
 }
 
 fn configured_user(u: &UserConfig) -> ConfiguredUser {

@@ -237,6 +237,21 @@ pub struct ImapAccountConfig {
     pub sieve: Option<SieveConfig>,
 }
 
+impl AccountConfig {
+    /// Which upstream account this is (server and login), whatever its display name.
+    pub fn upstream_identity(&self) -> String {
+        match self {
+            AccountConfig::Imap(a) => format!(
+                "imap:{}:{}:{}",
+                a.host,
+                a.port.unwrap_or(a.tls.default_imap_port()),
+                a.username
+            ),
+            AccountConfig::Eas(a) => format!("eas:{}:{}", a.url, a.username),
+        }
+    }
+}
+
 /// How an IMAP account logs in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -547,6 +562,21 @@ impl Config {
                     }
                     AccountConfig::Eas(a) => secret(format!("{key}.password"), &a.password),
                 }
+            }
+        }
+
+        // The same upstream login twice under one user would be one JMAP account.
+        for (i, u) in self.users.iter().enumerate() {
+            let mut seen: Vec<String> = Vec::new();
+            for (j, a) in u.accounts.iter().enumerate() {
+                let identity = a.upstream_identity();
+                if let Some(k) = seen.iter().position(|s| *s == identity) {
+                    out.push((
+                        format!("users[{i}].accounts[{j}]"),
+                        format!("the same upstream account as users[{i}].accounts[{k}]"),
+                    ));
+                }
+                seen.push(identity);
             }
         }
 
@@ -930,7 +960,7 @@ mod tests {
             [[users.accounts]]
             kind = "imap"
             host = "imap.example.com"
-            username = "u"
+            username = "u2"
             password = "p"
             [users.accounts.sieve]
             host = "sieve example"
@@ -999,6 +1029,30 @@ mod tests {
         assert_eq!(eas(""), Ok(EasAuthConfig::Basic));
         assert_eq!(eas("auth = \"bearer\""), Ok(EasAuthConfig::Bearer));
         assert!(eas("auth = \"xoauth2\"").is_err());
+    }
+
+    #[test]
+    fn the_same_upstream_login_twice_is_a_problem() {
+        let imap = |name: &str, port: &str| {
+            format!(
+                "[[users.accounts]]\nkind = \"imap\"\nname = \"{name}\"\n\
+                 host = \"imap.example.com\"\n{port}username = \"u\"\npassword = \"p\"\n"
+            )
+        };
+        let text = format!(
+            "[[users]]\nname = \"a\"\npassword = \"x\"\n{}{}{}",
+            imap("one", ""),
+            imap("two", "port = 993\n"),
+            imap("three", "port = 143\n")
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(
+            c.problems(),
+            vec![(
+                "users[0].accounts[1]".to_owned(),
+                "the same upstream account as users[0].accounts[0]".to_owned()
+            )]
+        );
     }
 
     #[test]
