@@ -734,15 +734,7 @@ impl VacationBackend for SieveVacation {
         settings: &'a jmap_mail::methods::VacationSettings,
     ) -> BoxFuture<'a, Result<(), UpstreamError>> {
         Box::pin(async move {
-            let vacation = imap::sieve::Vacation {
-                is_enabled: settings.is_enabled,
-                from_date: settings.from_date,
-                to_date: settings.to_date,
-                subject: settings.subject.clone(),
-                text_body: settings.text_body.clone(),
-                html_body: settings.html_body.clone(),
-            };
-            imap::sieve::apply_vacation(&self.0.server, &self.0.creds, &vacation)
+            imap::sieve::apply_vacation(&self.0.server, &self.0.creds, settings)
                 .await
                 .map_err(UpstreamError::from)
         })

@@ -597,17 +597,7 @@ impl SieveClient {
 // ---------------------------------------------------------------- the vacation script
 
 /// A vacation response as the script implements it (JMAP VacationResponse's fields).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Vacation {
-    pub is_enabled: bool,
-    /// Seconds since the Unix epoch; replies start then (`None`: at once).
-    pub from_date: Option<i64>,
-    /// Seconds since the Unix epoch; replies stop then (`None`: until turned off).
-    pub to_date: Option<i64>,
-    pub subject: Option<String>,
-    pub text_body: Option<String>,
-    pub html_body: Option<String>,
-}
+pub use upstream::VacationSettings as Vacation;
 
 /// The reply text when the setting gives neither a text nor an HTML body.
 const DEFAULT_REASON: &str = "I am away and will read your message when I am back.";

@@ -15,5 +15,5 @@ pub use contract::{
     SearchQuery, SendSource, SourceKind, SyncBatch, SyncSink, Upstream, UpstreamError, WriteOp,
     WriteOutcome,
 };
-pub use model::MailboxRole;
+pub use model::{MailboxRole, VacationSettings};
 pub use secret::{Secret, SecretProvider};

@@ -30,3 +30,17 @@ impl MailboxRole {
         }
     }
 }
+
+/// An out-of-office (vacation) reply as a backend applies it: JMAP VacationResponse's
+/// fields, with dates as seconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VacationSettings {
+    pub is_enabled: bool,
+    /// Replies start then; `None` is "from now".
+    pub from_date: Option<i64>,
+    /// Replies stop then; `None` is "until turned off".
+    pub to_date: Option<i64>,
+    pub subject: Option<String>,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+}

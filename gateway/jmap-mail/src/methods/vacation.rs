@@ -34,18 +34,8 @@ const PROPERTIES: [&str; 7] = [
 /// Serializes VacationResponse/set so two updates reach upstream and the store in one order.
 static VACATION_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The vacation setting as a backend applies it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct VacationSettings {
-    pub is_enabled: bool,
-    /// Seconds since the Unix epoch; `None` is "from now".
-    pub from_date: Option<i64>,
-    /// Seconds since the Unix epoch; `None` is "until turned off".
-    pub to_date: Option<i64>,
-    pub subject: Option<String>,
-    pub text_body: Option<String>,
-    pub html_body: Option<String>,
-}
+/// The vacation setting as a backend applies it (shared with the adapters).
+pub use upstream::VacationSettings;
 
 /// Applies the vacation setting upstream (EAS Settings Oof, a Sieve script, …).
 pub trait VacationBackend: Send + Sync + std::fmt::Debug {
