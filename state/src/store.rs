@@ -109,16 +109,6 @@ pub struct Store {
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
-impl Drop for Store {
-    /// Stops RocksDB's background flushes and compactions, waiting for the running ones,
-    /// before the database closes. A close that races them can abort the process (RocksDB
-    /// locks a mutex of its own already torn down: "pthread lock: Invalid argument"), which
-    /// was seen when a test process exited right after closing a store.
-    fn drop(&mut self) {
-        self.db.cancel_all_background_work(true);
-    }
-}
-
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
