@@ -339,6 +339,9 @@ impl Drop for MailGateway {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // The store closes here, on the test's thread, not on an HTTP worker while the test
+        // process exits (which RocksDB can abort).
+        self.gateway.wait_released(std::time::Duration::from_secs(10));
     }
 }
 

@@ -108,6 +108,7 @@ impl Running {
             t.join().unwrap();
         }
         gateway.store().blocking().flush().unwrap();
+        assert!(gateway.wait_released(Duration::from_secs(10)));
     }
 }
 
@@ -120,6 +121,9 @@ impl Drop for Running {
             })
             .join();
             let _ = t.join();
+        }
+        if let Some(g) = &self.gateway {
+            g.wait_released(Duration::from_secs(10));
         }
     }
 }

@@ -584,6 +584,22 @@ impl Gateway {
         GatewayBuilder::new(config)
     }
 
+    /// Waits (at most `timeout`) until this handle is the last one on the gateway's state:
+    /// the HTTP workers of a stopped server drop theirs on their own threads, a little after
+    /// the server reports stopped. Dropping the last one closes the store; done on a worker
+    /// thread while the process exits, RocksDB's close can abort it ("pthread lock: Invalid
+    /// argument"), so whoever stops a server waits here, then drops the gateway itself.
+    pub fn wait_released(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Arc::strong_count(&self.state) > 1 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     pub fn store(&self) -> &AsyncStore {
         &self.state.store
     }
@@ -885,6 +901,11 @@ pub fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
             .run(|s| s.flush())
             .await
             .map_err(|e| anyhow::anyhow!("flushing the store: {e}"))?;
+        // The HTTP workers drop their handles on their own threads; the store closes here,
+        // not on one of them while the process exits.
+        if !gateway.wait_released(Duration::from_secs(10)) {
+            tracing::warn!("HTTP workers still hold the gateway after 10 s");
+        }
         tracing::info!("store flushed; stopped");
         Ok(())
     })
