@@ -341,7 +341,8 @@ impl Drop for MailGateway {
         }
         // The store closes here, on the test's thread, not on an HTTP worker while the test
         // process exits (which RocksDB can abort).
-        self.gateway.wait_released(std::time::Duration::from_secs(10));
+        self.gateway
+            .wait_released(std::time::Duration::from_secs(10));
     }
 }
 
