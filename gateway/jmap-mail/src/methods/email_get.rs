@@ -356,8 +356,42 @@ async fn raw_message<A: MailAccount>(account: &A, id: &ObjectId) -> Result<Vec<u
 /// The header section of the raw message of an Email whose stored header block is
 /// synthesised, or `None` (logged) when the message cannot be had: the caller then answers
 /// from the record, since the rest of the Email, and of the call, is still good.
-async fn real_header_section<A: MailAccount>(account: &A, id: &ObjectId) -> Option<Vec<RawHeader>> {
-    match raw_message(account, id).await {
+/// How many messages one Email/get fetches from upstream at once.
+const FETCH_CONCURRENCY: usize = 4;
+
+/// The raw messages of `ids`, fetched a few at a time (one after another, 50 uncached
+/// messages cost 50 upstream round trips in a row). Each id gets its own result.
+async fn fetch_raw_messages<A: MailAccount>(
+    account: &A,
+    ids: Vec<ObjectId>,
+) -> std::collections::HashMap<ObjectId, Result<Vec<u8>, MethodError>> {
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    let mut pending = ids.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < FETCH_CONCURRENCY
+            && let Some(id) = pending.next()
+        {
+            let account = account.clone();
+            running.spawn(async move {
+                let raw = raw_message(&account, &id).await;
+                (id, raw)
+            });
+        }
+        match running.join_next().await {
+            Some(Ok((id, raw))) => {
+                out.insert(id, raw);
+            }
+            Some(Err(e)) => tracing::warn!("a message fetch task failed: {e}"),
+            None => return out,
+        }
+    }
+}
+
+/// The header section of a fetched message, for an Email whose stored header block is
+/// synthesised; `None` (the synthesised values stand) when the fetch failed.
+fn real_header_section(id: &ObjectId, raw: Result<Vec<u8>, MethodError>) -> Option<Vec<RawHeader>> {
+    match raw {
         Ok(raw) => Some(header_forms::headers_of_block(&raw)),
         Err(e) => {
             tracing::warn!(
@@ -432,7 +466,7 @@ where
             // A list view asking only for stored metadata parses no header section.
             let needs_headers = props.iter().any(|(_, p)| p.needs_headers());
             let needs_real_headers = props.iter().any(|(_, p)| p.needs_real_headers());
-            let mut list = Vec::new();
+            let mut found = Vec::new();
             for ((id, oid), row) in wanted.into_iter().zip(rows) {
                 let Some(bytes) = row else {
                     not_found.push(id);
@@ -441,24 +475,41 @@ where
                 let record = EmailRecord::from_bytes(&bytes).ok_or_else(|| {
                     MethodError::server_fail("a stored Email record is unreadable")
                 })?;
+                found.push((oid, record));
+            }
+            // Only a synthesised header block needs the message's own; a body needs it anyway.
+            let wants_real = |r: &EmailRecord| needs_real_headers && r.headers_synthesised();
+            let mut raws = fetch_raw_messages(
+                account,
+                found
+                    .iter()
+                    .filter(|(_, r)| needs_body || wants_real(r))
+                    .map(|(oid, _)| oid.clone())
+                    .collect(),
+            )
+            .await;
+            let mut list = Vec::new();
+            for (oid, record) in found {
                 let headers = if needs_headers {
                     header_forms::headers_of_block(&record.header_bytes())
                 } else {
                     Vec::new()
                 };
+                let mut raw = raws.remove(&oid);
                 let body = if needs_body {
-                    let raw = raw_message(account, &oid)
-                        .await
+                    let raw = raw
+                        .take()
+                        .unwrap_or_else(|| {
+                            Err(MethodError::server_fail("a message went unfetched"))
+                        })
                         .inspect_err(|e| tracing::warn!("{e}"))?;
                     Some(Body::parse_lenient(&raw, &record.id))
                 } else {
                     None
                 };
-                // Only a synthesised header block needs the message's own; a body already
-                // fetched has it.
-                let wants_real = needs_real_headers && record.headers_synthesised();
-                let fetched = match &body {
-                    None if wants_real => real_header_section(account, &oid).await,
+                let wants_real = wants_real(&record);
+                let fetched = match (&body, raw) {
+                    (None, Some(raw)) if wants_real => real_header_section(&oid, raw),
                     _ => None,
                 };
                 let real_headers = match &body {
@@ -774,6 +825,56 @@ Message-ID: <m1@example.com>\r\nList-Post: <mailto:partytime@lists.example.com>\
                     { "type": "text/html", "subParts": null, "header:Content-Type:asText": "text/html; charset=utf-8" }
                 ]
             })
+        );
+    }
+
+    /// Bodies of many uncached Emails are fetched a few at a time, not one after another,
+    /// and each Email still gets its own body, in the order asked.
+    #[tokio::test]
+    async fn bodies_are_fetched_a_few_at_a_time_in_order() {
+        use crate::email_id;
+        use crate::methods::fake::{FakeUpstream, fingerprint, fixture_with, message};
+
+        let fake = FakeUpstream::new();
+        let raws: Vec<Vec<u8>> = (0..10)
+            .map(|i| {
+                message(
+                    &format!("M{i}"),
+                    &format!("m{i}@example.com"),
+                    &format!("body {i}"),
+                )
+            })
+            .collect();
+        for raw in &raws {
+            fake.deliver_at("INBOX", raw, &[], 1_704_103_200);
+        }
+        let (f, fake) = fixture_with(fake).await;
+        f.account.sync.clone().unwrap().sync_all().await.unwrap();
+        fake.set_fetch_delay(std::time::Duration::from_millis(20));
+        let ids: Vec<String> = raws
+            .iter()
+            .map(|raw| email_id(&fingerprint(raw)).as_str().to_owned())
+            .collect();
+        let got = f
+            .ok(
+                "Email/get",
+                json!({ "ids": ids, "properties": ["subject", "bodyValues", "textBody"],
+                        "fetchTextBodyValues": true }),
+            )
+            .await;
+        let list = got["list"].as_array().unwrap();
+        assert_eq!(list.len(), 10, "{got}");
+        for (i, e) in list.iter().enumerate() {
+            assert_eq!(e["subject"], format!("M{i}"));
+            let part = e["textBody"][0]["partId"].as_str().unwrap();
+            let text = e["bodyValues"][part]["value"].as_str().unwrap();
+            assert!(text.starts_with(&format!("body {i}")), "{e}");
+        }
+        assert_eq!(fake.fetches(), 10);
+        let most = fake.max_fetches_in_flight();
+        assert!(
+            (2..=super::FETCH_CONCURRENCY).contains(&most),
+            "{most} at once"
         );
     }
 

@@ -81,6 +81,11 @@ struct Server {
     synthesised_headers: bool,
     /// How many times `fetch_message` was called.
     fetches: usize,
+    /// Each fetch takes this long, so concurrent fetches overlap.
+    fetch_delay: std::time::Duration,
+    /// Fetches running now, and the most that ever ran at once.
+    fetches_in_flight: usize,
+    max_fetches_in_flight: usize,
 }
 
 impl Server {
@@ -604,6 +609,16 @@ impl FakeUpstream {
         lock(&self.server).fetches
     }
 
+    /// Makes every fetch take `d`.
+    pub fn set_fetch_delay(&self, d: std::time::Duration) {
+        lock(&self.server).fetch_delay = d;
+    }
+
+    /// The most fetches that ever ran at the same time.
+    pub fn max_fetches_in_flight(&self) -> usize {
+        lock(&self.server).max_fetches_in_flight
+    }
+
     /// The next `apply` goes through (to fail the one after with [`FakeUpstream::fail_next`]).
     pub fn pass_next(&self) {
         lock(&self.server).fail_next.push(None);
@@ -769,7 +784,17 @@ impl Upstream for FakeUpstream {
         uid: &'a str,
     ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
         Box::pin(async move {
+            let delay = {
+                let mut s = lock(&self.server);
+                s.fetches_in_flight += 1;
+                s.max_fetches_in_flight = s.max_fetches_in_flight.max(s.fetches_in_flight);
+                s.fetch_delay
+            };
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let mut s = lock(&self.server);
+            s.fetches_in_flight -= 1;
             s.fetches += 1;
             let i = s.find(mailbox)?;
             uid.parse::<u32>()
