@@ -95,12 +95,19 @@ impl MailGateway {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let gateway = Gateway::builder(config)
+                // Passthrough servers in the configuration log users in, as with `serve`.
+                let logins: Vec<_> = config
+                    .passthrough
+                    .iter()
+                    .map(|p| Arc::new(gateway::passthrough::UpstreamLogin::new(p).unwrap()))
+                    .collect();
+                let mut builder = Gateway::builder(config)
                     .store(Arc::new(store))
-                    .mail_sync(true)
-                    .build()
-                    .await
-                    .unwrap();
+                    .mail_sync(true);
+                for login in logins {
+                    builder = builder.passthrough(login);
+                }
+                let gateway = builder.build().await.unwrap();
                 let server = gateway.clone().serve(listener).unwrap();
                 tx.send((server.handle(), gateway)).unwrap();
                 server.await.unwrap();

@@ -336,3 +336,68 @@ async fn jmap_vacation_client_over_starttls() {
         other => panic!("a wrong password must be refused: {other:?}"),
     }
 }
+
+/// A passthrough server with a `sieve` table: a user who logs in with their own IMAP
+/// credentials gets VacationResponse too, and the script lands in their own Sieve account.
+#[tokio::test]
+async fn a_passthrough_user_gets_vacation_through_their_own_sieve_login() {
+    let g = MailGateway::start_configured(
+        |_| {},
+        |d| {
+            format!(
+                "[[passthrough]]\nkind = \"imap\"\nname = \"Test\"\nhost = \"127.0.0.1\"\n\
+                 port = {}\ntls = \"none\"\n[passthrough.sieve]\nport = {}\ntls = \"none\"\n",
+                d.imap_port, d.sieve_port
+            )
+        },
+    )
+    .await;
+    let as_user = |r: reqwest::RequestBuilder| r.basic_auth(USER, Some(PASSWORD));
+    let session = || async {
+        json_body(
+            as_user(g.http.get(format!("{}/jmap/session", g.base)))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    let first = session().await;
+    let account = first["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    g.eventually(30, || async {
+        let s = session().await;
+        s["accounts"][&account]["accountCapabilities"]
+            .get(VACATION)
+            .map(|_| ())
+    })
+    .await;
+    let body = json!({
+        "using": ["urn:ietf:params:jmap:core", VACATION],
+        "methodCalls": [["VacationResponse/set", {"accountId": account, "update": {
+            "singleton": {"isEnabled": true, "subject": "Away (passthrough)"}}}, "0"]]
+    });
+    let r = json_body(
+        as_user(g.http.post(format!("{}/jmap/api", g.base)))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r["methodResponses"][0][1]["updated"],
+        json!({"singleton": null}),
+        "{r}"
+    );
+    let mut raw = RawSieve::login(g.dovecot.sieve_port).await;
+    assert_eq!(raw.scripts().await, ["\"jmap-vacation\" ACTIVE"]);
+    assert!(
+        raw.script("jmap-vacation")
+            .await
+            .contains("Away (passthrough)")
+    );
+}

@@ -239,6 +239,7 @@ fn parse_passthrough(url: &str, index: usize) -> Result<PassthroughConfig, Strin
         tls,
         ca_file: None,
         smtp: None,
+        sieve: None,
     }))
 }
 

@@ -353,6 +353,9 @@ pub struct PassthroughImap {
     pub tls: TlsMode,
     pub ca_file: Option<PathBuf>,
     pub smtp: Option<SmtpConfig>,
+    /// A ManageSieve server for VacationResponse; every user logs in to it with the
+    /// credentials of their IMAP login (its `username`/`password` keys are not used here).
+    pub sieve: Option<SieveConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -755,6 +758,19 @@ impl Config {
                         is_host(&p.host),
                         "expected a host name or IP address",
                     );
+                    if let Some(sieve) = &p.sieve {
+                        check(
+                            format!("{key}.sieve.host"),
+                            sieve.host.as_deref().is_none_or(is_host),
+                            "expected a host name or IP address",
+                        );
+                        check(
+                            format!("{key}.sieve"),
+                            sieve.username.is_none() && sieve.password.is_none(),
+                            "every user logs in to a passthrough ManageSieve server with their \
+                             own credentials: remove username and password",
+                        );
+                    }
                     &p.name
                 }
                 PassthroughConfig::Eas(p) => {
@@ -1029,6 +1045,25 @@ mod tests {
         assert_eq!(eas(""), Ok(EasAuthConfig::Basic));
         assert_eq!(eas("auth = \"bearer\""), Ok(EasAuthConfig::Bearer));
         assert!(eas("auth = \"xoauth2\"").is_err());
+    }
+
+    #[test]
+    fn a_passthrough_sieve_table_takes_no_credentials() {
+        let text = |extra: &str| {
+            format!(
+                "[[passthrough]]\nkind = \"imap\"\nname = \"P\"\nhost = \"imap.example.com\"\n\
+                 [passthrough.sieve]\nport = 4190\n{extra}"
+            )
+        };
+        let c = Config::parse(&text("")).unwrap();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let PassthroughConfig::Imap(p) = &c.passthrough[0] else {
+            panic!("expected IMAP")
+        };
+        assert_eq!(p.sieve.as_ref().unwrap().port, Some(4190));
+        let c = Config::parse(&text("username = \"admin\"\n")).unwrap();
+        let keys: Vec<String> = c.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["passthrough[0].sieve"]);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum UpstreamSpec {
         auth: imap::AuthMethod,
         /// Re-reads the secret (an OAuth access token) before each login.
         secret: Option<upstream::SecretProvider>,
+        /// The ManageSieve server that offers VacationResponse, if any.
+        sieve: Option<Box<SieveSpec>>,
     },
     Eas {
         endpoint: eas::EasEndpoint,
@@ -195,6 +197,7 @@ pub fn spec_for(account: &AccountConfig) -> anyhow::Result<UpstreamSpec> {
                 smtp,
                 auth,
                 secret,
+                sieve: sieve_spec_for(account)?.map(Box::new),
             }
         }
         AccountConfig::Eas(a) => UpstreamSpec::Eas {
@@ -228,6 +231,22 @@ pub struct SieveSpec {
     pub creds: imap::Credentials,
 }
 
+/// The ManageSieve server of a `sieve` table: its host defaults to the IMAP server's, and
+/// its CA is the IMAP account's.
+pub fn sieve_server(
+    s: &crate::config::SieveConfig,
+    imap_host: &str,
+    ca: &Option<Vec<u8>>,
+) -> imap::SieveServer {
+    let mut server = imap::SieveServer::new(
+        s.host.clone().unwrap_or_else(|| imap_host.to_owned()),
+        s.port.unwrap_or(imap::sieve::DEFAULT_SIEVE_PORT),
+        imap_security(s.tls),
+    );
+    server.extra_ca_pem = ca.clone();
+    server
+}
+
 /// The ManageSieve spec of a configured IMAP account with a `[users.accounts.sieve]` table.
 pub fn sieve_spec_for(account: &AccountConfig) -> anyhow::Result<Option<SieveSpec>> {
     let AccountConfig::Imap(a) = account else {
@@ -236,12 +255,7 @@ pub fn sieve_spec_for(account: &AccountConfig) -> anyhow::Result<Option<SieveSpe
     let Some(s) = &a.sieve else {
         return Ok(None);
     };
-    let mut server = imap::SieveServer::new(
-        s.host.clone().unwrap_or_else(|| a.host.clone()),
-        s.port.unwrap_or(imap::sieve::DEFAULT_SIEVE_PORT),
-        imap_security(s.tls),
-    );
-    server.extra_ca_pem = read_ca(&a.ca_file)?;
+    let server = sieve_server(s, &a.host, &read_ca(&a.ca_file)?);
     let password = match &s.password {
         Some(p) => p.resolve(),
         None => a.password.resolve(),
@@ -486,9 +500,6 @@ impl MailAccounts {
                 let spec = spec_for(account)?;
                 let address = account_address(account).or_else(|| spec.address());
                 self.start(id, spec, address)?;
-                if let Some(sieve) = sieve_spec_for(account)? {
-                    self.start_sieve(id, sieve);
-                }
             }
         }
         Ok(())
@@ -547,6 +558,12 @@ impl MailAccounts {
             self.registry.clone(),
             self.shutdown.subscribe(),
         ));
+        if let UpstreamSpec::Imap {
+            sieve: Some(sieve), ..
+        } = &spec
+        {
+            self.start_sieve(id, (**sieve).clone());
+        }
         if let Some(eas) = eas {
             // VacationResponse is offered only where the server answers Settings Oof.
             let registry = self.registry.clone();

@@ -104,6 +104,16 @@ impl UpstreamLogin {
                         smtp,
                         auth: imap::AuthMethod::Password,
                         secret: None,
+                        sieve: c.sieve.as_ref().map(|s| {
+                            Box::new(crate::mail::SieveSpec {
+                                server: crate::mail::sieve_server(s, &c.host, ca),
+                                // A passthrough user logs in to ManageSieve as to IMAP.
+                                creds: imap::Credentials {
+                                    username: username.to_owned(),
+                                    password: password.clone(),
+                                },
+                            })
+                        }),
                     }),
                 }
             }
