@@ -1062,12 +1062,12 @@ mod tests {
         use std::sync::Arc;
         use std::time::Duration;
 
-        use serde_json::{Value, json};
+        use serde_json::json;
         use upstream::{
             BoxFuture, RemoteMailbox, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
         };
 
-        use super::{error, ids};
+        use super::{error, query};
         use crate::methods::fake::{FakeUpstream, fingerprint, fixture_with, message};
         use crate::methods::testing::Fixture;
         use crate::{AccountSync, SyncOptions, email_id};
@@ -1107,16 +1107,6 @@ mod tests {
                 .map(|r| email_id(&fingerprint(r)).as_str().to_owned())
                 .collect();
             (f, fake, ids, inbox)
-        }
-
-        async fn query(f: &Fixture, filter: Value) -> Vec<String> {
-            let r = f
-                .ok(
-                    "Email/query",
-                    json!({"filter": filter, "sort": [{"property": "receivedAt"}]}),
-                )
-                .await;
-            ids(&r)
         }
 
         #[tokio::test]

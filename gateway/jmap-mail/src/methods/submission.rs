@@ -1046,6 +1046,24 @@ async fn send_source<A: MailAccount>(
     None
 }
 
+/// The stored Email records of `ids` except `not`, read as the caller goes (ids without a
+/// readable record are passed over).
+fn other_records<'s>(
+    s: &'s state::Store,
+    a: state::AccountId,
+    ids: Vec<ObjectId>,
+    not: &'s str,
+) -> impl Iterator<Item = Result<(ObjectId, EmailRecord), state::Error>> + 's {
+    ids.into_iter()
+        .filter(move |id| id.as_str() != not)
+        .filter_map(move |id| match s.get(a, DataType::Email, &id) {
+            Ok(bytes) => bytes
+                .and_then(|b| EmailRecord::from_bytes(&b))
+                .map(|record| Ok((id, record))),
+            Err(e) => Some(Err(e)),
+        })
+}
+
 /// How many of the account's newest Emails [`unindexed_email`] looks at, and how many raw
 /// messages it reads at most.
 const UNINDEXED_SCAN: usize = 2000;
@@ -1078,16 +1096,8 @@ async fn unindexed_email<A: MailAccount>(
                 limit: Some(UNINDEXED_SCAN),
             };
             let mut out = Vec::new();
-            for id in s.query_emails(a, &q)?.ids {
-                if id.as_str() == not {
-                    continue;
-                }
-                let Some(record) = s
-                    .get(a, DataType::Email, &id)?
-                    .and_then(|b| EmailRecord::from_bytes(&b))
-                else {
-                    continue;
-                };
+            for item in other_records(s, a, s.query_emails(a, &q)?.ids, &not) {
+                let (id, record) = item?;
                 if record.message_id.is_empty()
                     && crate::base_subject(record.subject.as_deref()) == base
                 {
@@ -1170,16 +1180,8 @@ async fn held_email<A: MailAccount>(
             let Ok(thread) = ObjectId::new(thread) else {
                 return Ok(None);
             };
-            for id in s.thread_email_ids(a, &thread)? {
-                if id.as_str() == not {
-                    continue;
-                }
-                let Some(record) = s
-                    .get(a, DataType::Email, &id)?
-                    .and_then(|b| EmailRecord::from_bytes(&b))
-                else {
-                    continue;
-                };
+            for item in other_records(s, a, s.thread_email_ids(a, &thread)?, &not) {
+                let (_, record) = item?;
                 if record
                     .message_id
                     .iter()
