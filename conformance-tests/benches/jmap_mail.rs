@@ -37,6 +37,10 @@ use jmap_support::MailGateway;
 use raw_imap::Raw;
 use serde_json::{Value, json};
 
+/// The gateway binary's allocator, so these figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LIST_PROPERTIES: [&str; 9] = [
     "threadId",
     "mailboxIds",

@@ -10,6 +10,10 @@ use state::{
     AccountId, Commit, DataType, Durability, EmailFacts, EmailQuery, ObjectId, Store, StoreConfig,
 };
 
+/// The gateway binary's allocator, so these figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BenchResult = Result<(), Box<dyn std::error::Error>>;
 
 fn facts(i: u64) -> Result<EmailFacts, state::Error> {

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use state::{AccountId, Durability, Store, StoreConfig};
 use upstream::{MessageChange, RemoteMessage, SyncBatch};
 
+/// The gateway binary's allocator, so these figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn synthetic(i: usize) -> RemoteMessage {
     let thread = i / 5;
     let mut h = format!(
