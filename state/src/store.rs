@@ -135,6 +135,14 @@ impl Store {
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
+        // Memtables are skiplists whose inserts and lookups are cache misses all the way down:
+        // 8 MiB ones (not 64) keep them shallow, and a whole-key bloom filter answers the
+        // lookups of keys that are not there (every new Email's record and facts, checked
+        // before they are written) without walking the list. Together about a fifth less
+        // CPU per synced message (`cargo bench -p jmap-mail --bench apply`).
+        opts.set_write_buffer_size(8 << 20);
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.1);
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
