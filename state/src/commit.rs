@@ -129,10 +129,29 @@ impl Committed {
     }
 }
 
+/// A commit written to RocksDB, visible to readers, not yet acknowledged: hand it to
+/// [`Store::finish_commit`] to wait until it is durable and wake the account's notifier.
+#[derive(Debug)]
+#[must_use = "a written commit is acknowledged by Store::finish_commit"]
+pub struct Written {
+    committed: Committed,
+    /// Group-commit ticket; `None` when nothing was written.
+    ticket: Option<u64>,
+}
+
 impl Store {
     /// Applies a commit atomically and durably (per [`crate::Durability`]), then wakes the
     /// account's notifier. Blocking: call it off the async executor (see [`crate::AsyncStore`]).
     pub fn commit(&self, commit: Commit) -> Result<Committed> {
+        let written = self.write_commit(commit)?;
+        self.finish_commit(written)
+    }
+
+    /// The first half of [`Store::commit`]: validates and writes the commit, so readers and
+    /// later commits see it, but does not wait for it to be durable. A pipeline (the initial
+    /// sync) writes the next commit while this one's fsync runs; commits become durable in
+    /// the order they were written.
+    pub fn write_commit(&self, commit: Commit) -> Result<Written> {
         validate(&commit)?;
         let account = commit.account;
         let guard = lock(&self.writer);
@@ -150,20 +169,36 @@ impl Store {
             }
         }
         let states = b.write_modseqs()?;
+        let committed = Committed { account, states };
         let wb = b.wb;
         if wb.is_empty() {
-            return Ok(Committed { account, states });
+            return Ok(Written {
+                committed,
+                ticket: None,
+            });
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(self.config.durability == Durability::SyncEachCommit);
         self.db.write_opt(wb, &wo)?;
         let ticket = self.note_written();
         drop(guard);
-        self.wait_durable(ticket)?;
-        if !states.is_empty() {
-            self.notifier.publish(account, &states);
+        Ok(Written {
+            committed,
+            ticket: Some(ticket),
+        })
+    }
+
+    /// The second half of [`Store::commit`]: waits until the written commit is durable, then
+    /// wakes the account's notifier.
+    pub fn finish_commit(&self, written: Written) -> Result<Committed> {
+        let Written { committed, ticket } = written;
+        if let Some(ticket) = ticket {
+            self.wait_durable(ticket)?;
+            if !committed.states.is_empty() {
+                self.notifier.publish(committed.account, &committed.states);
+            }
         }
-        Ok(Committed { account, states })
+        Ok(committed)
     }
 }
 

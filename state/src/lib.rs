@@ -138,7 +138,7 @@ mod types;
 
 pub use async_store::AsyncStore;
 pub use changes::{Changes, MAILBOX_COUNT_PROPERTIES};
-pub use commit::{Commit, Committed};
+pub use commit::{Commit, Committed, Written};
 pub use error::{Error, Result};
 pub use notify::AccountStates;
 pub use query::{

@@ -135,15 +135,18 @@ fn store_err(e: state::Error) -> UpstreamError {
 
 /// The sink handed to the adapter: each batch and its cursor become one commit.
 ///
-/// Batches are pipelined three ways: the adapter fetches batch N+2 while batch N+1 is built
-/// (read and turned into a `Commit` on the blocking pool) and batch N commits. Building N+1
-/// before N has landed is safe because N's writes are handed over as a [`Carry`] that the
-/// new transaction treats as committed, and the account's commit lock is held throughout,
-/// so nothing else writes in between; index scans (resets) wait for N.
-/// Every [`MAX_CHAINED`] batches the pipeline drains and the lock is let go once, so
-/// write-through and other mailboxes are not starved by a long initial sync. Batches are
-/// committed strictly in order; the last one of a pass (`complete`) is awaited before
-/// returning, and [`Sink::settle`] awaits whatever is still in flight when the pass ends.
+/// Batches are pipelined four ways: while the adapter reads batch N+2 off the connection,
+/// batch N+1 is built (read and turned into a `Commit` on the blocking pool), batch N is
+/// written, and batch N-1's fsync runs. Building N+1 before N has landed is safe because
+/// N's writes are handed over as a [`Carry`] that the new transaction treats as committed,
+/// and the account's commit lock is held throughout, so nothing else writes in between;
+/// index scans (resets) wait for N to be written. Each batch's task builds, waits for its
+/// predecessor to be written, writes, then waits for its predecessor's task before its own
+/// acknowledgement, so commits land and are acknowledged strictly in order and the first
+/// error surfaces. Every [`MAX_CHAINED`] batches the pipeline drains and the lock is let go
+/// once, so write-through and other mailboxes are not starved by a long initial sync. The
+/// last batch of a pass (`complete`) is awaited before returning, and [`Sink::settle`]
+/// awaits whatever is still in flight when the pass ends.
 struct Sink {
     inner: Arc<Inner>,
     mailbox_id: String,
@@ -154,23 +157,35 @@ struct Sink {
 /// Batches built on a predecessor's carry before the pipeline drains once.
 const MAX_CHAINED: u32 = 8;
 
-/// A batch committing in the background.
+type TaskHandle = tokio::task::JoinHandle<Result<(), UpstreamError>>;
+
+/// A batch being built and committed in the background.
 struct Inflight {
-    task: tokio::task::JoinHandle<Result<(), UpstreamError>>,
-    /// Finished when the commit has landed (or failed).
+    task: TaskHandle,
+    /// Finished when the batch's commit has been written (or its task failed).
     pending: Arc<Pending>,
-    /// The batch's writes, for building the next one meanwhile.
-    carry: Carry,
+    /// The batch's writes once it is built, for building the next one; dropped unsent when
+    /// the build failed.
+    carry: tokio::sync::oneshot::Receiver<Carry>,
+    /// Resolves when the commit has been written; dropped unresolved when the task failed.
+    written: tokio::sync::oneshot::Receiver<()>,
     /// The account's commit lock, held from this chain's first build to its last commit.
     guard: Arc<tokio::sync::OwnedMutexGuard<()>>,
     chained: u32,
 }
 
-async fn join(
-    task: tokio::task::JoinHandle<Result<(), UpstreamError>>,
-) -> Result<(), UpstreamError> {
+async fn join(task: TaskHandle) -> Result<(), UpstreamError> {
     task.await
         .map_err(|e| UpstreamError::Unavailable(format!("commit task failed: {e}")))?
+}
+
+/// Joins a predecessor's task that ended before handing over what was waited for: its
+/// error, or a generic one if it somehow ended well.
+async fn failed(task: TaskHandle, what: &str) -> UpstreamError {
+    match join(task).await {
+        Err(e) => e,
+        Ok(()) => UpstreamError::Unavailable(format!("the previous batch ended {what}")),
+    }
 }
 
 impl Sink {
@@ -191,22 +206,87 @@ impl Drop for Finish {
     }
 }
 
-async fn commit_built(
+/// One batch's background task: what it needs besides the batch.
+struct BatchTask {
     inner: Arc<Inner>,
+    mailbox_id: String,
     remote_id: String,
-    batch: Arc<SyncBatch>,
-    commit: state::Commit,
-    stats: crate::tx::TxStats,
+    /// The predecessor's writes and the signal that they were written.
+    carry: Option<(Carry, Arc<Pending>)>,
+    carry_out: tokio::sync::oneshot::Sender<Carry>,
     pending: Arc<Pending>,
+    written: tokio::sync::oneshot::Sender<()>,
+    /// The predecessor's task, and the signal that its commit was written.
+    previous: Option<(TaskHandle, tokio::sync::oneshot::Receiver<()>)>,
+    chained: u32,
     _guard: Arc<tokio::sync::OwnedMutexGuard<()>>,
-) -> Result<(), UpstreamError> {
-    let _finish = Finish(pending);
+}
+
+async fn build_and_commit(batch: SyncBatch, t: BatchTask) -> Result<(), UpstreamError> {
+    let BatchTask {
+        inner,
+        mailbox_id,
+        remote_id,
+        carry,
+        carry_out,
+        pending,
+        written,
+        previous,
+        chained,
+        _guard,
+    } = t;
+    let finish = Finish(pending);
+    let batch = Arc::new(batch);
+    let a = inner.account;
+    let for_build = batch.clone();
+    let started = std::time::Instant::now();
+    let built = inner
+        .store
+        .run(move |s| {
+            let tx = match carry {
+                Some((c, pending)) => Tx::continuing(s, a, c, Some(pending)),
+                None => Tx::new(s, a),
+            };
+            apply::build_batch(tx, &mailbox_id, &for_build, true)
+        })
+        .await;
+    tracing::trace!(
+        build_ms = started.elapsed().as_millis() as u64,
+        chained,
+        "batch built"
+    );
+    let apply::Built {
+        commit,
+        stats,
+        carry,
+    } = built.map_err(store_err)?;
+    let _ = carry_out.send(carry);
+    // The predecessor is written before this batch is.
+    let previous = match previous {
+        Some((task, written)) => {
+            if written.await.is_err() {
+                return Err(failed(task, "unwritten").await);
+            }
+            Some(task)
+        }
+        None => None,
+    };
     let changes = batch.changes.len();
     let (progress, complete, reset) = (batch.progress, batch.complete, batch.reset);
     let started = std::time::Instant::now();
+    let w = inner
+        .store
+        .run(move |s| s.write_commit(commit))
+        .await
+        .map_err(store_err)?;
+    drop(finish);
+    let _ = written.send(());
+    if let Some(task) = previous {
+        join(task).await?;
+    }
     inner
         .store
-        .run(move |s| s.commit(commit))
+        .run(move |s| s.finish_commit(w))
         .await
         .map_err(store_err)?;
     let commit_ms = started.elapsed().as_millis() as u64;
@@ -240,59 +320,44 @@ impl SyncSink for Sink {
                 }
                 None => None,
             };
-            let (guard, carry, chained, prev_task) = match prev {
-                Some(f) => (
-                    f.guard,
-                    Some((f.carry, f.pending)),
-                    f.chained + 1,
-                    Some(f.task),
-                ),
+            // This batch is built on the predecessor's carry: wait for its build (only).
+            let (guard, chained, carry, previous) = match prev {
+                Some(f) => {
+                    let Ok(carry) = f.carry.await else {
+                        return Err(failed(f.task, "unbuilt").await);
+                    };
+                    (
+                        f.guard,
+                        f.chained + 1,
+                        Some((carry, f.pending)),
+                        Some((f.task, f.written)),
+                    )
+                }
                 None => (
                     Arc::new(self.inner.commit_lock.clone().lock_owned().await),
-                    None,
                     0,
+                    None,
                     None,
                 ),
             };
             let complete = batch.complete;
-            let batch = Arc::new(batch);
-            let a = self.inner.account;
-            let (mailbox_id, for_build) = (self.mailbox_id.clone(), batch.clone());
-            let started = std::time::Instant::now();
-            let built = self
-                .inner
-                .store
-                .run(move |s| {
-                    let tx = match carry {
-                        Some((c, pending)) => Tx::continuing(s, a, c, Some(pending)),
-                        None => Tx::new(s, a),
-                    };
-                    apply::build_batch(tx, &mailbox_id, &for_build, true)
-                })
-                .await;
-            tracing::trace!(
-                build_ms = started.elapsed().as_millis() as u64,
-                chained,
-                "batch built"
-            );
-            // The previous batch lands before this one commits.
-            if let Some(t) = prev_task {
-                join(t).await?;
-            }
-            let apply::Built {
-                commit,
-                stats,
-                carry,
-            } = built.map_err(store_err)?;
             let pending = Arc::new(Pending::default());
-            let task = tokio::spawn(commit_built(
-                self.inner.clone(),
-                self.remote_id.clone(),
+            let (carry_out, carry_rx) = tokio::sync::oneshot::channel();
+            let (written_tx, written) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(build_and_commit(
                 batch,
-                commit,
-                stats,
-                pending.clone(),
-                guard.clone(),
+                BatchTask {
+                    inner: self.inner.clone(),
+                    mailbox_id: self.mailbox_id.clone(),
+                    remote_id: self.remote_id.clone(),
+                    carry,
+                    carry_out,
+                    pending: pending.clone(),
+                    written: written_tx,
+                    previous,
+                    chained,
+                    _guard: guard.clone(),
+                },
             ));
             if complete {
                 drop(guard);
@@ -301,7 +366,8 @@ impl SyncSink for Sink {
             self.inflight = Some(Inflight {
                 task,
                 pending,
-                carry,
+                carry: carry_rx,
+                written,
                 guard,
                 chained,
             });
