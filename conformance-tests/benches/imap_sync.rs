@@ -212,6 +212,16 @@ async fn main() {
         let before = states.borrow_and_update().get(DataType::Email);
         let m = synthetic(messages + k);
         let t0 = Instant::now();
+        if std::env::var_os("RUST_LOG").is_some() {
+            // To line the slow samples up with the driver's log.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            eprintln!(
+                "sample {k} appended at {:.3} (Unix time)",
+                now.as_secs_f64()
+            );
+        }
         let mut cmd = format!("APPEND INBOX {{{}+}}\r\n", m.len()).into_bytes();
         cmd.extend_from_slice(&m);
         let tag = appender.send(&cmd).await;
@@ -268,6 +278,21 @@ async fn main() {
     let _ = idler.s.write_all(b"DONE\r\n").await;
     let _ = idle_tag;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // The slowest samples side by side: a tail of the gateway's own shows as a gap.
+    let mut by_gap: Vec<(usize, Duration, Duration)> = ours
+        .iter()
+        .zip(&floor)
+        .enumerate()
+        .map(|(k, (o, f))| (k, *o, *f))
+        .collect();
+    by_gap.sort_by_key(|(_, o, f)| std::cmp::Reverse(o.saturating_sub(*f)));
+    for (k, o, f) in by_gap.iter().take(3) {
+        eprintln!(
+            "sample {k}: gateway {:.1} ms, floor {:.1} ms",
+            ms(*o),
+            ms(*f)
+        );
+    }
     println!("APPEND → visible, {samples} samples:");
     println!(
         "  bare IDLE client (floor): p50 {:7.1} ms  p99 {:7.1} ms",
