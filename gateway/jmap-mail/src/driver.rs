@@ -312,6 +312,12 @@ impl SyncSink for Sink {
     fn apply(&mut self, batch: SyncBatch) -> BoxFuture<'_, Result<(), UpstreamError>> {
         Box::pin(async move {
             let prev = match self.inflight.take() {
+                // Already over: landed (a new chain starts) or failed (the pass stops here,
+                // not after reading the rest of the mailbox).
+                Some(f) if f.task.is_finished() => {
+                    join(f.task).await?;
+                    None
+                }
                 Some(f) if f.chained < MAX_CHAINED => Some(f),
                 Some(f) => {
                     // Drain: the lock is released once the commit lands.

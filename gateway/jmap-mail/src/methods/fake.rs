@@ -984,6 +984,61 @@ mod tests {
         assert!(matches!(fake.ops().last(), Some(WriteOp::Move { .. })));
     }
 
+    /// A batch that cannot be committed in the middle of a pipelined pass: the pass fails,
+    /// the batches before it are stored with their cursor, nothing after it is, and once the
+    /// server no longer sends the bad data the next pass resumes and ends exact.
+    #[tokio::test]
+    async fn a_batch_failing_mid_pass_stops_it_and_the_next_pass_resumes() {
+        let fake = Arc::new(FakeUpstream::new());
+        fake.set_batch_size(2);
+        let raws: Vec<Vec<u8>> = (0..9)
+            .map(|i| message(&format!("m{i}"), &format!("m{i}@x"), "b"))
+            .collect();
+        // A keyword longer than 255 bytes: the store refuses the commit that holds it.
+        let bad = "k".repeat(300);
+        let uids: Vec<String> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let kw: &[&str] = if i == 4 { &[bad.as_str()] } else { &[] };
+                fake.deliver("INBOX", r, kw)
+            })
+            .collect();
+        let f = Fixture::new();
+        let sync = AccountSync::new(
+            f.account.store.clone(),
+            f.account.id,
+            fake.clone(),
+            SyncOptions::default(),
+        );
+        // Newest first in twos: (8, 7), (6, 5), (4, 3), (2, 1), (0); the third fails.
+        let err = sync
+            .sync_all()
+            .await
+            .expect_err("the bad batch fails the pass");
+        assert!(err.to_string().contains(&bad), "{err}");
+        for (i, r) in raws.iter().enumerate() {
+            assert_eq!(
+                stored_email(&f, r).await.is_some(),
+                i >= 5,
+                "message {i}: only the batches before the failing one are stored"
+            );
+        }
+        fake.set_keywords("INBOX", &uids[4], &["$seen"]);
+        sync.sync_all().await.unwrap();
+        for r in &raws {
+            assert!(stored_email(&f, r).await.is_some());
+        }
+        let inbox = ObjectId::new(sync.mailbox_id("INBOX").unwrap()).unwrap();
+        let counts = f
+            .account
+            .store
+            .run(move |s| s.mailbox_counts(state::AccountId(1), &inbox))
+            .await
+            .unwrap();
+        assert_eq!(counts.total_emails, 9);
+    }
+
     #[tokio::test]
     async fn mailbox_ops_keep_ids_across_renames() {
         let (f, fake) = fixture_with_fake().await;
