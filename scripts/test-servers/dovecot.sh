@@ -142,6 +142,13 @@ service imap-login {
     ssl = yes
   }
 }
+# A 100k-message maildir makes an imap process reload a ~5 MB uidlist into a pool that
+# doubles past the default 256 MB address-space limit; the process then dies mid-FETCH
+# ("Out of memory (service imap { vsz_limit=256 MB })") and its client is disconnected.
+# The sync benchmark loads 100k messages.
+service imap {
+  vsz_limit = 1G
+}
 service anvil {
   unix_listener anvil-auth-penalty {
     mode = 0
