@@ -2,9 +2,12 @@
 //!
 //! 1. Initial sync of N messages by the gateway (adapter + driver + RocksDB store, default
 //!    durability) vs a bare metadata `UID FETCH 1:*` of the same items by a raw client on
-//!    the same server; both times and their ratio (issue 5's target: ≤ 1.5×).
+//!    the same server; both times and their ratio (issue 5's target: ≤ 1.5×), and the
+//!    gateway process's CPU time over its sync (steadier than wall time on a shared machine).
 //! 2. Latency from an APPEND by another client to the change committed in the store, next
-//!    to the latency a bare client IDLEing on the same mailbox sees (the floor); p50/p99.
+//!    to the latency a bare client IDLEing on the same mailbox sees (the floor); p50/p99, and
+//!    on stderr the three samples furthest above the floor (with `RUST_LOG` set, each
+//!    sample's Unix time too, to line it up with the driver's log).
 //!
 //! Run (release build; starts a private Dovecot through scripts/test-servers/dovecot.sh and
 //! loads it with N synthetic messages over 4 pipelined connections):
