@@ -236,9 +236,9 @@ async fn build_and_commit(batch: SyncBatch, t: BatchTask) -> Result<(), Upstream
         _guard,
     } = t;
     let finish = Finish(pending);
-    let batch = Arc::new(batch);
+    let changes = batch.changes.len();
+    let (progress, complete, reset) = (batch.progress, batch.complete, batch.reset);
     let a = inner.account;
-    let for_build = batch.clone();
     let started = std::time::Instant::now();
     let built = inner
         .store
@@ -247,7 +247,7 @@ async fn build_and_commit(batch: SyncBatch, t: BatchTask) -> Result<(), Upstream
                 Some((c, pending)) => Tx::continuing(s, a, c, Some(pending)),
                 None => Tx::new(s, a),
             };
-            apply::build_batch(tx, &mailbox_id, &for_build, true)
+            apply::build_batch(tx, &mailbox_id, &batch, true)
         })
         .await;
     tracing::trace!(
@@ -271,8 +271,6 @@ async fn build_and_commit(batch: SyncBatch, t: BatchTask) -> Result<(), Upstream
         }
         None => None,
     };
-    let changes = batch.changes.len();
-    let (progress, complete, reset) = (batch.progress, batch.complete, batch.reset);
     let started = std::time::Instant::now();
     let w = inner
         .store
@@ -312,19 +310,15 @@ impl SyncSink for Sink {
     fn apply(&mut self, batch: SyncBatch) -> BoxFuture<'_, Result<(), UpstreamError>> {
         Box::pin(async move {
             let prev = match self.inflight.take() {
-                // Already over: landed (a new chain starts) or failed (the pass stops here,
-                // not after reading the rest of the mailbox).
-                Some(f) if f.task.is_finished() => {
+                // Drain every MAX_CHAINED batches (the lock is released once the commit
+                // lands), and settle a task that is already over: landed (a new chain
+                // starts) or failed (the pass stops here, not after reading the rest of the
+                // mailbox).
+                Some(f) if f.chained >= MAX_CHAINED || f.task.is_finished() => {
                     join(f.task).await?;
                     None
                 }
-                Some(f) if f.chained < MAX_CHAINED => Some(f),
-                Some(f) => {
-                    // Drain: the lock is released once the commit lands.
-                    join(f.task).await?;
-                    None
-                }
-                None => None,
+                other => other,
             };
             // This batch is built on the predecessor's carry: wait for its build (only).
             let (guard, chained, carry, previous) = match prev {
