@@ -508,13 +508,43 @@ impl<'s> Batch<'s> {
     }
 
     /// Index entries an email with these facts has.
+    ///
+    /// All mail (mailbox `""`) gets its receivedAt entry: that is the default sort and the one
+    /// queryChanges follows. Its size and sentAt orders are the per-mailbox indexes merged at
+    /// query time (plus all mail's own entries for an Email in no mailbox, which no mailbox
+    /// index lists), and its thread members are exactly `idx_thread`'s, so neither is written
+    /// twice (a third fewer index keys per new Email).
     fn index_entries(&self, id: &[u8], f: &EmailFacts) -> Vec<(&'static str, Vec<u8>, Tag)> {
         let a = self.account;
         let thread = thread_of(id, f).to_vec();
-        let mut out = Vec::with_capacity(4 * (f.mailbox_ids.len() + 1) + f.keywords.len() + 1);
-        let all_mail: &[u8] = b"";
-        let mailboxes = std::iter::once(all_mail).chain(f.mailbox_ids.iter().map(|m| m.as_bytes()));
-        for m in mailboxes {
+        let mut out = Vec::with_capacity(4 * f.mailbox_ids.len() + f.keywords.len() + 2);
+        out.push((
+            cf::IDX_MAILBOX,
+            Key::account(a)
+                .lp(b"")
+                .u8(sort::RECEIVED_AT)
+                .i64(f.received_at)
+                .raw(id)
+                .into_vec(),
+            Tag::Plain,
+        ));
+        if f.mailbox_ids.is_empty() {
+            let base = Key::account(a).lp(b"");
+            out.push((
+                cf::IDX_MAILBOX,
+                base.clone().u8(sort::SIZE).u64(f.size).raw(id).into_vec(),
+                Tag::Plain,
+            ));
+            out.push((
+                cf::IDX_MAILBOX,
+                base.u8(sort::SENT_AT)
+                    .i64(f.sent_at.unwrap_or(i64::MIN))
+                    .raw(id)
+                    .into_vec(),
+                Tag::Plain,
+            ));
+        }
+        for m in f.mailbox_ids.iter().map(|m| m.as_bytes()) {
             let base = Key::account(a).lp(m);
             out.push((
                 cf::IDX_MAILBOX,
@@ -555,7 +585,7 @@ impl<'s> Batch<'s> {
                 .i64(f.received_at)
                 .raw(id)
                 .into_vec(),
-            Tag::Thread(thread.clone()),
+            Tag::Thread(thread),
         ));
         for k in &f.keywords {
             out.push((
@@ -569,6 +599,22 @@ impl<'s> Batch<'s> {
             ));
         }
         out
+    }
+
+    /// Notes what an index edit affects: a (mailbox, thread) pair whose heads may move, and
+    /// a thread whose membership changed. A thread's `idx_thread` entries are its members in
+    /// all mail, so they stand for the pair (all mail, thread).
+    fn touched(&mut self, tag: &Tag) {
+        match tag {
+            Tag::Plain => {}
+            Tag::MailboxThread { mailbox, thread } => {
+                self.pairs.insert((mailbox.clone(), thread.clone()));
+            }
+            Tag::Thread(t) => {
+                self.pairs.insert((Vec::new(), t.clone()));
+                self.changed_threads.insert(t.clone());
+            }
+        }
     }
 
     fn edit(&mut self, cf_name: &'static str, key: Vec<u8>, post: Option<Vec<u8>>) {
@@ -597,15 +643,7 @@ impl<'s> Batch<'s> {
                 _ => return Ok(()),
             };
             for (c, k, tag) in self.index_entries(id, f) {
-                match tag {
-                    Tag::Plain => {}
-                    Tag::MailboxThread { mailbox, thread } => {
-                        self.pairs.insert((mailbox, thread));
-                    }
-                    Tag::Thread(t) => {
-                        self.changed_threads.insert(t);
-                    }
-                }
+                self.touched(&tag);
                 self.edit(c, k, add.then(Vec::new));
             }
             return self.count(id, f, sign);
@@ -628,15 +666,7 @@ impl<'s> Batch<'s> {
             }
         }
         for (c, k, tag, add) in edits {
-            match tag {
-                Tag::Plain => {}
-                Tag::MailboxThread { mailbox, thread } => {
-                    self.pairs.insert((mailbox.clone(), thread.clone()));
-                }
-                Tag::Thread(t) => {
-                    self.changed_threads.insert(t.clone());
-                }
-            }
+            self.touched(tag);
             self.edit(c, k, add.then(Vec::new));
         }
         if let Some(f) = old {
@@ -742,13 +772,14 @@ impl<'s> Batch<'s> {
         Ok(())
     }
 
-    /// The first (or last) member of a mailbox-thread pair among this batch's additions.
-    fn overlay_extreme(&self, prefix: &[u8], last: bool) -> Option<Vec<u8>> {
-        let lo = (cf::IDX_MAILBOX_THREAD, prefix.to_vec());
+    /// The first (or last) member of a mailbox-thread pair among this batch's additions to
+    /// `index` (see [`pair_members`]).
+    fn overlay_extreme(&self, index: &'static str, prefix: &[u8], last: bool) -> Option<Vec<u8>> {
+        let lo = (index, prefix.to_vec());
         let mut added = self
             .index
             .range(lo..)
-            .take_while(|((c, k), _)| *c == cf::IDX_MAILBOX_THREAD && k.starts_with(prefix))
+            .take_while(|((c, k), _)| *c == index && k.starts_with(prefix))
             .filter(|(_, e)| e.post.is_some())
             .map(|((_, k), _)| k);
         let found = if last { added.last() } else { added.next() };
@@ -756,11 +787,9 @@ impl<'s> Batch<'s> {
     }
 
     /// The first (or last) member of a mailbox-thread pair, before this batch and after it.
-    fn pair_extreme(&self, prefix: &[u8], last: bool) -> Result<BeforeAfter> {
+    fn pair_extreme(&self, index: &'static str, prefix: &[u8], last: bool) -> Result<BeforeAfter> {
         let snap = self.store.db.snapshot();
-        let mut it = self
-            .store
-            .prefix_iter(&snap, cf::IDX_MAILBOX_THREAD, prefix)?;
+        let mut it = self.store.prefix_iter(&snap, index, prefix)?;
         if last {
             it.seek_to_last();
         } else {
@@ -774,7 +803,7 @@ impl<'s> Batch<'s> {
             }
             let removed = self
                 .index
-                .get(&(cf::IDX_MAILBOX_THREAD, k.to_vec()))
+                .get(&(index, k.to_vec()))
                 .is_some_and(|e| e.post.is_none());
             if !removed {
                 db_after = Some(k.to_vec());
@@ -787,7 +816,7 @@ impl<'s> Batch<'s> {
             }
         }
         it.status()?;
-        let overlay = self.overlay_extreme(prefix, last);
+        let overlay = self.overlay_extreme(index, prefix, last);
         let after = match (db_after, overlay) {
             (Some(x), Some(y)) => Some(if last { x.max(y) } else { x.min(y) }),
             (x, y) => x.or(y),
@@ -804,7 +833,7 @@ impl<'s> Batch<'s> {
         let mut head_removals = Vec::new();
         let mut head_additions = Vec::new();
         for (m, t) in std::mem::take(&mut self.pairs) {
-            let prefix = Key::account(a).lp(&m).lp(&t).into_vec();
+            let (index, prefix) = pair_members(a, &m, &t);
             // The thread had no email in this mailbox before the batch (its counter says so):
             // nothing on disk to scan, only this batch's additions.
             let empty_before = self
@@ -816,9 +845,9 @@ impl<'s> Batch<'s> {
                 (view::OLDEST_PER_THREAD, false),
             ] {
                 let (before, after) = if empty_before {
-                    (None, self.overlay_extreme(&prefix, last))
+                    (None, self.overlay_extreme(index, &prefix, last))
                 } else {
-                    self.pair_extreme(&prefix, last)?
+                    self.pair_extreme(index, &prefix, last)?
                 };
                 if before == after {
                     continue;
@@ -1008,6 +1037,19 @@ impl<'s> Batch<'s> {
             states.push(self.store.make_state(*t, rec.current));
         }
         Ok(states)
+    }
+}
+
+/// The index and key prefix under which the members of thread `t` in mailbox `m` are listed
+/// by receivedAt then id: `idx_mailbox_thread` for a mailbox, `idx_thread` for all mail.
+fn pair_members(a: AccountId, m: &[u8], t: &[u8]) -> (&'static str, Vec<u8>) {
+    if m.is_empty() {
+        (cf::IDX_THREAD, Key::account(a).lp(t).into_vec())
+    } else {
+        (
+            cf::IDX_MAILBOX_THREAD,
+            Key::account(a).lp(m).lp(t).into_vec(),
+        )
     }
 }
 

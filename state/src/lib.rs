@@ -22,8 +22,8 @@
 //! | `email_facts`        | account · email id                                      | encoded facts (the previous index facts) |
 //! | `modseq`             | account · type                                          | current modseq u64 · trim point u64 |
 //! | `change_log`         | account · type · modseq u64                             | kind u8 · flags u8 · time ms u64 · id |
-//! | `idx_mailbox`        | account · lp(mailbox) · sort u8 · value u64 · email id   | — (sort 0 receivedAt, 1 size, 2 sentAt) |
-//! | `idx_mailbox_thread` | account · lp(mailbox) · lp(thread) · receivedAt · email id | — |
+//! | `idx_mailbox`        | account · lp(mailbox) · sort u8 · value u64 · email id   | — (sort 0 receivedAt, 1 size, 2 sentAt; all mail: receivedAt, and the other two only for an Email in no mailbox) |
+//! | `idx_mailbox_thread` | account · lp(mailbox) · lp(thread) · receivedAt · email id | — (mailboxes only: all mail's is `idx_thread`) |
 //! | `idx_thread_head`    | account · lp(mailbox) · view u8 · receivedAt · email id  | thread id (view 1 newest, 2 oldest per thread) |
 //! | `idx_thread`         | account · lp(thread) · receivedAt · email id              | — |
 //! | `idx_keyword`        | account · lp(keyword) · receivedAt · email id             | — |
@@ -93,8 +93,9 @@
 //!
 //! # Queries and queryChanges
 //!
-//! See [`query`]. Email/query for inMailbox/all-mail by receivedAt, size or sentAt, hasKeyword by
-//! receivedAt, collapseThreads by receivedAt via the per-mailbox thread-head index (one entry
+//! See [`query`]. Email/query for inMailbox/all-mail by receivedAt, size or sentAt (all mail by
+//! size or sentAt merges the per-mailbox indexes, one Email in two mailboxes coming out once,
+//! so a new Email costs three index keys fewer), hasKeyword by receivedAt, collapseThreads by receivedAt via the per-mailbox thread-head index (one entry
 //! per (mailbox, thread): its newest email for descending, oldest for ascending sorts); totals
 //! from counters. The queryState is the Email state. `mailbox_log` records, per mailbox and view
 //! (all, newest-per-thread, oldest-per-thread), every result-set entry and exit tagged with the

@@ -7,7 +7,7 @@
 //! costs O(position): RocksDB has no order-statistics, so the scan walks keys (cheap, ~100 ns
 //! each) up to the window.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use crate::changes::parse_since;
 use crate::error::{Error, Result};
@@ -100,7 +100,12 @@ pub struct QueryChanges {
 /// Where in which index a query's results live.
 struct Plan {
     cf: &'static str,
+    /// The results are the keys under this prefix, in key order (or reversed)…
     prefix: Vec<u8>,
+    /// …or, when set, the union of the keys under each of these prefixes, merged in order
+    /// (all mail sorted by size or sentAt: the per-mailbox indexes, an Email in several
+    /// mailboxes appearing once). `prefix` is then the mailbox part they share.
+    merge: Option<Vec<Vec<u8>>>,
     total_key: TotalFrom,
 }
 
@@ -118,38 +123,81 @@ fn mailbox_bytes(source: &EmailSource) -> Option<&[u8]> {
     }
 }
 
-fn plan(a: AccountId, q: &EmailQuery) -> Result<Plan> {
-    let sort_byte = match q.sort {
-        EmailSort::ReceivedAt => sort::RECEIVED_AT,
-        EmailSort::Size => sort::SIZE,
-        EmailSort::SentAt => sort::SENT_AT,
-    };
-    match (&q.source, q.collapse_threads) {
-        (EmailSource::Keyword(k), false) if q.sort == EmailSort::ReceivedAt => Ok(Plan {
-            cf: cf::IDX_KEYWORD,
-            prefix: Key::account(a).lp(k.as_bytes()).into_vec(),
-            total_key: TotalFrom::Keyword(k.as_bytes().to_vec()),
-        }),
-        (EmailSource::Keyword(_), _) => Err(Error::UnsupportedSort),
-        (source, false) => {
-            let m = mailbox_bytes(source).ok_or(Error::UnsupportedSort)?;
-            Ok(Plan {
-                cf: cf::IDX_MAILBOX,
-                prefix: Key::account(a).lp(m).u8(sort_byte).into_vec(),
-                total_key: TotalFrom::Emails(m.to_vec()),
-            })
-        }
-        (source, true) => {
-            if q.sort != EmailSort::ReceivedAt {
-                return Err(Error::UnsupportedSort);
+impl Store {
+    fn plan(&self, snap: &rocksdb::Snapshot<'_>, a: AccountId, q: &EmailQuery) -> Result<Plan> {
+        let sort_byte = match q.sort {
+            EmailSort::ReceivedAt => sort::RECEIVED_AT,
+            EmailSort::Size => sort::SIZE,
+            EmailSort::SentAt => sort::SENT_AT,
+        };
+        match (&q.source, q.collapse_threads) {
+            (EmailSource::Keyword(k), false) if q.sort == EmailSort::ReceivedAt => Ok(Plan {
+                cf: cf::IDX_KEYWORD,
+                prefix: Key::account(a).lp(k.as_bytes()).into_vec(),
+                merge: None,
+                total_key: TotalFrom::Keyword(k.as_bytes().to_vec()),
+            }),
+            (EmailSource::Keyword(_), _) => Err(Error::UnsupportedSort),
+            (EmailSource::AllMail, false) if q.sort != EmailSort::ReceivedAt => {
+                let prefixes = self
+                    .indexed_mailboxes(snap, a)?
+                    .into_iter()
+                    .map(|m| Key::account(a).lp(&m).u8(sort_byte).into_vec())
+                    .collect();
+                Ok(Plan {
+                    cf: cf::IDX_MAILBOX,
+                    prefix: Key::account(a).into_vec(),
+                    merge: Some(prefixes),
+                    total_key: TotalFrom::Emails(Vec::new()),
+                })
             }
-            let m = mailbox_bytes(source).ok_or(Error::UnsupportedSort)?;
-            Ok(Plan {
-                cf: cf::IDX_THREAD_HEAD,
-                prefix: Key::account(a).lp(m).u8(head_view(q.ascending)).into_vec(),
-                total_key: TotalFrom::Threads(m.to_vec()),
-            })
+            (source, false) => {
+                let m = mailbox_bytes(source).ok_or(Error::UnsupportedSort)?;
+                Ok(Plan {
+                    cf: cf::IDX_MAILBOX,
+                    prefix: Key::account(a).lp(m).u8(sort_byte).into_vec(),
+                    merge: None,
+                    total_key: TotalFrom::Emails(m.to_vec()),
+                })
+            }
+            (source, true) => {
+                if q.sort != EmailSort::ReceivedAt {
+                    return Err(Error::UnsupportedSort);
+                }
+                let m = mailbox_bytes(source).ok_or(Error::UnsupportedSort)?;
+                Ok(Plan {
+                    cf: cf::IDX_THREAD_HEAD,
+                    prefix: Key::account(a).lp(m).u8(head_view(q.ascending)).into_vec(),
+                    merge: None,
+                    total_key: TotalFrom::Threads(m.to_vec()),
+                })
+            }
         }
+    }
+
+    /// The mailboxes with at least one Email in `idx_mailbox`, by skipping from one mailbox's
+    /// keys to the next: one seek per mailbox, however many Emails. All mail (`""`) is among
+    /// them; its size and sentAt entries are those of Emails in no mailbox.
+    fn indexed_mailboxes(
+        &self,
+        snap: &rocksdb::Snapshot<'_>,
+        a: AccountId,
+    ) -> Result<Vec<Vec<u8>>> {
+        let prefix = Key::account(a).into_vec();
+        let mut it = self.prefix_iter(snap, cf::IDX_MAILBOX, &prefix)?;
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            let m = Reader::new(&k[prefix.len()..]).lp()?.to_vec();
+            let this = Key(prefix.clone()).lp(&m).into_vec();
+            out.push(m);
+            match keys::prefix_end(&this) {
+                Some(next) => it.seek(next),
+                None => break,
+            }
+        }
+        it.status()?;
+        Ok(out)
     }
 }
 
@@ -161,34 +209,66 @@ fn head_view(ascending: bool) -> u8 {
     }
 }
 
-/// Walks an index prefix in query order, yielding key suffixes (sort value + id).
-struct Walk<'a> {
+/// Walks a plan's index in query order, yielding key suffixes (sort value + id).
+enum Walk<'a> {
+    One(Cursor<'a>),
+    /// Several cursors merged: the head holds each live cursor's current suffix; equal
+    /// suffixes (one Email seen in two mailboxes) are yielded once.
+    Merge {
+        cursors: Vec<Cursor<'a>>,
+        heads: BinaryHeap<Head>,
+    },
+}
+
+/// One index prefix walked in query order.
+struct Cursor<'a> {
     it: rocksdb::DBRawIterator<'a>,
     prefix_len: usize,
     ascending: bool,
 }
 
-impl<'a> Walk<'a> {
+/// A merged cursor's current suffix; the heap's greatest is the next in query order.
+#[derive(PartialEq, Eq)]
+struct Head {
+    suffix: Vec<u8>,
+    cursor: usize,
+    ascending: bool,
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let o = self.suffix.cmp(&other.suffix);
+        if self.ascending { o.reverse() } else { o }
+    }
+}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<'a> Cursor<'a> {
     fn new(
         store: &'a Store,
         snap: &rocksdb::Snapshot<'a>,
-        p: &Plan,
+        cf_name: &'static str,
+        prefix: &[u8],
         ascending: bool,
-    ) -> Result<Walk<'a>> {
-        let mut it = store.prefix_iter(snap, p.cf, &p.prefix)?;
+    ) -> Result<Cursor<'a>> {
+        let mut it = store.prefix_iter(snap, cf_name, prefix)?;
         if ascending {
             it.seek_to_first();
         } else {
             it.seek_to_last();
         }
-        Ok(Walk {
+        Ok(Cursor {
             it,
-            prefix_len: p.prefix.len(),
+            prefix_len: prefix.len(),
             ascending,
         })
     }
 
-    /// The current suffix (8-byte sort value + id), or `None` at the end.
     fn current(&self) -> Result<Option<&[u8]>> {
         match self.it.key() {
             Some(k) => Ok(Some(
@@ -212,6 +292,72 @@ impl<'a> Walk<'a> {
     }
 }
 
+impl<'a> Walk<'a> {
+    fn new(
+        store: &'a Store,
+        snap: &rocksdb::Snapshot<'a>,
+        p: &Plan,
+        ascending: bool,
+    ) -> Result<Walk<'a>> {
+        let Some(prefixes) = &p.merge else {
+            return Ok(Walk::One(Cursor::new(
+                store, snap, p.cf, &p.prefix, ascending,
+            )?));
+        };
+        let mut cursors = Vec::with_capacity(prefixes.len());
+        let mut heads = BinaryHeap::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let c = Cursor::new(store, snap, p.cf, prefix, ascending)?;
+            if let Some(s) = c.current()? {
+                heads.push(Head {
+                    suffix: s.to_vec(),
+                    cursor: cursors.len(),
+                    ascending,
+                });
+            }
+            cursors.push(c);
+        }
+        Ok(Walk::Merge { cursors, heads })
+    }
+
+    /// The current suffix (8-byte sort value + id), or `None` at the end.
+    fn current(&self) -> Result<Option<&[u8]>> {
+        match self {
+            Walk::One(c) => c.current(),
+            Walk::Merge { heads, .. } => Ok(heads.peek().map(|h| &h.suffix[..])),
+        }
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        match self {
+            Walk::One(c) => c.advance(),
+            Walk::Merge { cursors, heads } => {
+                let Some(done) = heads.peek().map(|h| h.suffix.clone()) else {
+                    return Ok(());
+                };
+                while let Some(mut h) = heads.peek_mut()
+                    && h.suffix == done
+                {
+                    let c = cursors
+                        .get_mut(h.cursor)
+                        .ok_or(Error::Corrupt("merge cursor vanished"))?;
+                    c.advance();
+                    match c.current()? {
+                        Some(s) => {
+                            h.suffix.clear();
+                            h.suffix.extend_from_slice(s);
+                        }
+                        None => {
+                            std::collections::binary_heap::PeekMut::pop(h);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `a` comes strictly before `b` in the query order.
 fn before(a: &[u8], b: &[u8], ascending: bool) -> bool {
     if ascending { a < b } else { a > b }
@@ -220,8 +366,8 @@ fn before(a: &[u8], b: &[u8], ascending: bool) -> bool {
 impl Store {
     /// Email/query from the indexes. The total is always computed (it is a counter read).
     pub fn query_emails(&self, a: AccountId, q: &EmailQuery) -> Result<QueryResult> {
-        let p = plan(a, q)?;
         let snap = self.db.snapshot();
+        let p = self.plan(&snap, a, q)?;
         let ro = Store::snapshot_opts(&snap);
         let (modseq, _) = self.modseq_record(&ro, a, DataType::Email)?;
         let total = self.total(&ro, a, &p.total_key)?;
@@ -229,7 +375,7 @@ impl Store {
         let start = match &q.anchor {
             Some(anchor) => {
                 let key = self
-                    .anchor_suffix(&ro, a, q, anchor)?
+                    .anchor_suffix(&ro, a, q, &p, anchor)?
                     .ok_or(Error::AnchorNotFound)?;
                 let index = self.index_of(&snap, &p, q.ascending, &key)?;
                 (index as i64).saturating_add(q.anchor_offset).max(0) as u64
@@ -247,7 +393,7 @@ impl Store {
                 ids.push(ObjectId::from_disk(&suffix[8..])?);
             }
             i += 1;
-            w.advance();
+            w.advance()?;
         }
         Ok(QueryResult {
             query_state: self.make_state(DataType::Email, modseq),
@@ -275,6 +421,7 @@ impl Store {
         ro: &rocksdb::ReadOptions,
         a: AccountId,
         q: &EmailQuery,
+        p: &Plan,
         id: &ObjectId,
     ) -> Result<Option<Vec<u8>>> {
         let Some(v) = self.get_raw(ro, cf::EMAIL_FACTS, &keys::facts_key(a, id.as_bytes()))? else {
@@ -287,7 +434,10 @@ impl Store {
             EmailSort::SentAt => keys::sortable_i64(f.sent_at.unwrap_or(i64::MIN)),
         };
         let suffix = Key(Vec::new()).u64(value).raw(id.as_bytes()).into_vec();
-        let p = plan(a, q)?;
+        if p.merge.is_some() {
+            // All mail: every Email with facts is in it.
+            return Ok(Some(suffix));
+        }
         let mut full = p.prefix.clone();
         full.extend_from_slice(&suffix);
         Ok(self.get_raw(ro, p.cf, &full)?.map(|_| suffix))
@@ -308,7 +458,7 @@ impl Store {
                 return Ok(i);
             }
             i += 1;
-            w.advance();
+            w.advance()?;
         }
         Err(Error::AnchorNotFound)
     }
@@ -338,8 +488,8 @@ impl Store {
             anchor_offset: 0,
             limit: None,
         };
-        let p = plan(a, &q)?;
         let snap = self.db.snapshot();
+        let p = self.plan(&snap, a, &q)?;
         let ro = Store::snapshot_opts(&snap);
         let (current, min_since) = self.modseq_record(&ro, a, DataType::Email)?;
         if since > current || since < min_since {
@@ -347,7 +497,7 @@ impl Store {
         }
         let total = self.total(&ro, a, &p.total_key)?;
         let up_to = match &req.up_to_id {
-            Some(id) => self.anchor_suffix(&ro, a, &q, id)?,
+            Some(id) => self.anchor_suffix(&ro, a, &q, &p, id)?,
             None => None,
         };
 
@@ -436,7 +586,7 @@ impl Store {
                     added.push((ObjectId::from_disk(&s[8..])?, i));
                 }
                 i += 1;
-                w.advance();
+                w.advance()?;
             }
         }
         Ok(QueryChanges {

@@ -18,14 +18,78 @@ use crate::notify::{AccountStates, Notifier};
 use crate::types::{AccountId, DataType, EmailFacts, MailboxCounts, ModSeq, ObjectId, State};
 
 /// The on-disk schema this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A migration step from `from` to `from + 1`, run inside `Store::open`.
 type Migration = fn(&DB) -> Result<()>;
 
-/// Registered migrations, by source version. Schema 1 is the first: none yet. A future schema 2
-/// adds `(1, migrate_1_to_2)` here; a missing step makes `open` fail with `SchemaMismatch`.
-const MIGRATIONS: &[(u32, Migration)] = &[];
+/// Registered migrations, by source version; a missing step makes `open` fail with
+/// `SchemaMismatch`.
+const MIGRATIONS: &[(u32, Migration)] = &[(1, drop_all_mail_duplicates)];
+
+/// Schema 1 → 2: all mail no longer has its own size and sentAt entries for Emails that are
+/// in a mailbox (the per-mailbox indexes are merged at query time) nor its own thread-member
+/// index (`idx_thread` is the same list). Deletes those keys; an Email in no mailbox keeps its
+/// all-mail entries, since no mailbox index lists it.
+fn drop_all_mail_duplicates(db: &DB) -> Result<()> {
+    let cf_of = |name: &str| {
+        db.cf_handle(name)
+            .ok_or(Error::Corrupt("a column family is missing"))
+    };
+    let mailbox = cf_of(cf::IDX_MAILBOX)?;
+    let facts = cf_of(cf::EMAIL_FACTS)?;
+    let mut wb = rocksdb::WriteBatch::default();
+    // idx_mailbox: account · lp("") · sort byte · value u64 · email id.
+    let mut it = db.raw_iterator_cf(mailbox);
+    it.seek_to_first();
+    while let Some(k) = it.key() {
+        let account = k.get(..8).ok_or(Error::Corrupt("short index key"))?;
+        match (k.get(8), k.get(9)) {
+            // All mail's receivedAt entries: on to its size entries.
+            (Some(0), Some(&keys::sort::RECEIVED_AT)) => {
+                it.seek([account, &[0, keys::sort::SIZE]].concat());
+            }
+            (Some(0), Some(&s)) if s == keys::sort::SIZE || s == keys::sort::SENT_AT => {
+                let id = k.get(18..).ok_or(Error::Corrupt("short index key"))?;
+                let in_a_mailbox = match db.get_cf(facts, [account, id].concat())? {
+                    Some(v) => !keys::decode_facts(&v)?.mailbox_ids.is_empty(),
+                    None => true,
+                };
+                if in_a_mailbox {
+                    wb.delete_cf(mailbox, k);
+                }
+                it.next();
+            }
+            // Past all mail's entries: on to the next account.
+            _ => match keys::prefix_end(account) {
+                Some(n) => it.seek(n),
+                None => break,
+            },
+        }
+    }
+    it.status()?;
+    // idx_mailbox_thread: account · lp("") · …, everything.
+    let mailbox_thread = cf_of(cf::IDX_MAILBOX_THREAD)?;
+    let mut it = db.raw_iterator_cf(mailbox_thread);
+    it.seek_to_first();
+    while let Some(k) = it.key() {
+        let account = k.get(..8).ok_or(Error::Corrupt("short index key"))?;
+        wb.delete_range_cf(
+            mailbox_thread,
+            [account, &[0]].concat(),
+            [account, &[1]].concat(),
+        );
+        match keys::prefix_end(account) {
+            Some(n) => it.seek(n),
+            None => break,
+        }
+    }
+    it.status()?;
+    let mut wo = rocksdb::WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(wb, &wo)?;
+    Ok(())
+}
 
 /// How a commit is made durable before it is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

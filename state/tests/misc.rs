@@ -32,6 +32,117 @@ fn schema_version_mismatch_is_a_clear_error() -> TestResult {
     Ok(())
 }
 
+/// A schema-1 store held all-mail copies of the size/sentAt indexes and of the thread-member
+/// index; opening it with this build drops them, and all-mail queries still answer right
+/// (merging the per-mailbox indexes).
+#[test]
+fn schema_1_store_loses_its_all_mail_duplicate_indexes() -> TestResult {
+    use state::keys::{Key, cf, sort};
+    use state::{EmailFacts, EmailQuery, EmailSort, EmailSource};
+
+    let dir = tempfile::tempdir()?;
+    let a = AccountId(7);
+    {
+        let store = open(dir.path(), StoreConfig::default());
+        let mut c = Commit::new(a);
+        // e3 is in no mailbox: all mail's own size and sentAt entries are its only ones.
+        let emails = [("m1", 30u64), ("m2", 10), ("m1", 20), ("", 5)];
+        for (i, (mb, size)) in emails.iter().enumerate() {
+            let f = EmailFacts {
+                mailbox_ids: if mb.is_empty() { vec![] } else { vec![id(mb)] },
+                thread_id: Some(id("t1")),
+                received_at: i as i64,
+                sent_at: Some(100 - i as i64),
+                size: *size,
+                keywords: vec![],
+            };
+            c.put_email(id(&format!("e{i}")), vec![i as u8], f);
+        }
+        store.commit(c)?;
+    }
+    let old_keys = |a: AccountId| {
+        let e = b"e0".as_slice();
+        vec![
+            (
+                cf::IDX_MAILBOX,
+                Key::account(a)
+                    .lp(b"")
+                    .u8(sort::SIZE)
+                    .u64(30)
+                    .raw(e)
+                    .into_vec(),
+            ),
+            (
+                cf::IDX_MAILBOX,
+                Key::account(a)
+                    .lp(b"")
+                    .u8(sort::SENT_AT)
+                    .i64(100)
+                    .raw(e)
+                    .into_vec(),
+            ),
+            (
+                cf::IDX_MAILBOX_THREAD,
+                Key::account(a).lp(b"").lp(b"t1").i64(0).raw(e).into_vec(),
+            ),
+        ]
+    };
+    let received = Key::account(a)
+        .lp(b"")
+        .u8(sort::RECEIVED_AT)
+        .i64(0)
+        .raw(b"e0")
+        .into_vec();
+    let raw = || -> Result<rocksdb::DB, Box<dyn std::error::Error>> {
+        let opts = rocksdb::Options::default();
+        let cfs = rocksdb::DB::list_cf(&opts, dir.path())?;
+        Ok(rocksdb::DB::open_cf(&opts, dir.path(), cfs)?)
+    };
+    {
+        // Write what schema 1 had (for this account and another one) and say schema 1.
+        let db = raw()?;
+        for acc in [a, AccountId(8)] {
+            for (c, k) in old_keys(acc) {
+                db.put_cf(db.cf_handle(c).ok_or("cf")?, k, b"")?;
+            }
+        }
+        let meta = db.cf_handle(cf::META).ok_or("no meta cf")?;
+        db.put_cf(meta, state::keys::meta::SCHEMA_VERSION, 1u32.to_be_bytes())?;
+    }
+    {
+        let store = open(dir.path(), StoreConfig::default());
+        let by = |sort| -> Result<Vec<String>, state::Error> {
+            let mut q = EmailQuery::newest_in(id("m1"), 10);
+            q.source = EmailSource::AllMail;
+            q.sort = sort;
+            let r = store.query_emails(a, &q)?;
+            Ok(r.ids.iter().map(|i| i.to_string()).collect())
+        };
+        assert_eq!(by(EmailSort::Size)?, ["e0", "e2", "e1", "e3"]);
+        assert_eq!(by(EmailSort::SentAt)?, ["e0", "e1", "e2", "e3"]);
+        assert_eq!(by(EmailSort::ReceivedAt)?, ["e3", "e2", "e1", "e0"]);
+    }
+    let db = raw()?;
+    let meta = db.cf_handle(cf::META).ok_or("no meta cf")?;
+    assert_eq!(
+        db.get_cf(meta, state::keys::meta::SCHEMA_VERSION)?,
+        Some(state::SCHEMA_VERSION.to_be_bytes().to_vec())
+    );
+    for acc in [a, AccountId(8)] {
+        for (c, k) in old_keys(acc) {
+            assert_eq!(
+                db.get_cf(db.cf_handle(c).ok_or("cf")?, &k)?,
+                None,
+                "{c} {k:?}"
+            );
+        }
+    }
+    // The all-mail receivedAt index stays.
+    let mailbox = db.cf_handle(cf::IDX_MAILBOX).ok_or("cf")?;
+    assert_eq!(db.get_cf(mailbox, &received)?, Some(Vec::new()));
+    Ok(())
+}
+
 #[test]
 fn states_and_generation_survive_reopen() -> TestResult {
     let dir = tempfile::tempdir()?;
