@@ -11,5 +11,6 @@ mod jmap_eas;
 mod jmap_mail;
 mod jmap_support;
 mod jmap_vacation;
+mod part_fetch;
 mod passthrough;
 mod sogo;

@@ -448,6 +448,15 @@ impl Upstream for ImapAccount {
         Box::pin(self.fetch_raw(mailbox, uid))
     }
 
+    fn fetch_part<'a>(
+        &'a self,
+        mailbox: &'a str,
+        uid: &'a str,
+        part_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
+        Box::pin(crate::part::fetch_part(self, mailbox, uid, part_id))
+    }
+
     fn apply(&self, op: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>> {
         Box::pin(crate::write::apply(self, op))
     }

@@ -308,6 +308,42 @@ pub trait Upstream: Send + Sync + fmt::Debug {
         uid: &'a str,
     ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>>;
 
+    /// One body part of a message, so that an attachment can be served without fetching the
+    /// whole message.
+    ///
+    /// `part_id` numbers parts as the gateway's partIds do: IMAP section numbers (RFC 3501
+    /// §6.4.5), where a single-part message's only part is `1`, the children of a multipart
+    /// are numbered from 1 and nested ones joined with dots (`2.1`), and `message/rfc822`
+    /// parts are not descended into. Only a leaf part has content: an id that names a
+    /// `multipart/*` part, a "child" of a leaf or of a `message/rfc822` part, or that is not
+    /// a section number at all (empty components, leading zeros, other characters) names
+    /// no part.
+    ///
+    /// Returns the part as a standalone MIME entity: its MIME header section as stored (for
+    /// part `1` of a single-part message, the message's header section), ending with the
+    /// empty line, then its body octets as stored — NOT transfer-decoded. Parsing that
+    /// entity as a message gives the part's content and media type, except where the part
+    /// relies on a default that depends on its parent (no Content-Type in a
+    /// `multipart/digest` means `message/rfc822`).
+    ///
+    /// [`UpstreamError::NotFound`] when the message is gone from `mailbox` or has no such
+    /// part. The default says [`UpstreamError::Unsupported`]: callers then fetch the whole
+    /// message ([`Upstream::fetch_message`]) and cut the part out themselves, so an adapter
+    /// that cannot fetch parts (EAS) needs no code here.
+    fn fetch_part<'a>(
+        &'a self,
+        mailbox: &'a str,
+        uid: &'a str,
+        part_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
+        let _ = (mailbox, uid, part_id);
+        Box::pin(async {
+            Err(UpstreamError::Unsupported(
+                "this upstream cannot fetch a single body part".into(),
+            ))
+        })
+    }
+
     /// Applies a change upstream. Nothing is retried silently: a failure is reported.
     fn apply(&self, op: WriteOp) -> BoxFuture<'_, Result<WriteOutcome, UpstreamError>>;
 

@@ -14,7 +14,9 @@
 //!   so [`parse_part_blob_id`] splits at the last `_`, whatever the source id holds.
 //! - **An Email's blobId** is its Email id: the sync driver caches the raw message in the
 //!   blob cache under the Email id's bytes (`AccountSync::raw_message`), the same key the
-//!   download endpoint uses for a blob id, so a cached message downloads as is.
+//!   download endpoint uses for a blob id, so a cached message downloads as is. A part of
+//!   an Email whose message is not cached is fetched alone and its decoded octets cached
+//!   under its part blob id (`AccountSync::raw_part`, [`entity_part_bytes`]).
 //! - An uploaded message (`G…`) parsed with Email/parse gives parts `B{G…}_{partId}`; an
 //!   attached message's part blob can itself be parsed, giving `BB{…}_{partId}_{partId}`.
 //!
@@ -74,6 +76,24 @@ pub fn part_bytes(raw: &[u8], part_id: &str) -> Option<(Vec<u8>, String)> {
         .into_iter()
         .find(|p| p.part_id.as_deref() == Some(part_id))?;
     Some((part.content, part.content_type))
+}
+
+/// The octets after transfer decoding and the media type of a part fetched on its own as a
+/// standalone MIME entity (its header fields, the empty line, its body as stored; see
+/// `upstream::Upstream::fetch_part`): what [`part_bytes`] gives for that part of the whole
+/// message. `None` when the entity cannot tell on its own: it is a multipart (which has
+/// no content), or it has no Content-Type, whose default depends on the parent
+/// (`message/rfc822` in a `multipart/digest`, else `text/plain`). The caller then cuts
+/// the part out of the whole message instead.
+pub fn entity_part_bytes(entity: &[u8]) -> Option<(Vec<u8>, String)> {
+    let body = Body::parse(entity, "")?;
+    let root = body.parts.into_iter().next()?;
+    let typed = root
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("Content-Type"));
+    // A leaf root is part 1; a multipart root has no part id.
+    (typed && root.part_id.as_deref() == Some("1")).then_some((root.content, root.content_type))
 }
 
 /// One EmailBodyPart.
@@ -1076,5 +1096,85 @@ Content-Location: https://example.com/r.txt\n\nbody\n\
             json!({ "name": "Content-Type", "value": " text/plain; charset=utf-8" })
         );
         assert_eq!(j.as_object().unwrap().len(), 3);
+    }
+
+    /// A part fetched on its own (its MIME header, the empty line, its body as an IMAP
+    /// server cuts it: without the line break that belongs to the next boundary) decodes to
+    /// what the whole message gives for that part.
+    #[test]
+    fn a_standalone_part_decodes_as_the_part_of_the_whole_message() {
+        let raw = crlf(
+            "From: a@example.test\nSubject: parts\nMIME-Version: 1.0\n\
+             Content-Type: multipart/mixed; boundary=\"o\"\n\n\
+             --o\nContent-Type: text/plain; charset=iso-8859-1\n\
+             Content-Transfer-Encoding: quoted-printable\n\nSch=F6n=\n gr=FC=DFe\n\
+             --o\nContent-Type: multipart/alternative; boundary=\"i\"\n\n\
+             --i\nContent-Type: text/plain\n\nalt text\n\
+             --i\nContent-Type: text/html\n\n<p>x</p>\n--i--\n\
+             --o\nContent-Type: message/rfc822\n\n\
+             From: c@example.test\nSubject: inner\nContent-Type: text/plain\n\ninner body\n\
+             --o\nContent-Type: application/pdf; name=\"a.pdf\"\n\
+             Content-Disposition: attachment; filename=\"a.pdf\"\n\
+             Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\nJSVFT0YK\n\
+             --o\n\nno headers\n\
+             --o--\n",
+        );
+        let entities: [(&str, &str); 5] = [
+            (
+                "1",
+                "Content-Type: text/plain; charset=iso-8859-1\n\
+                 Content-Transfer-Encoding: quoted-printable\n\nSch=F6n=\n gr=FC=DFe",
+            ),
+            ("2.1", "Content-Type: text/plain\n\nalt text"),
+            ("2.2", "Content-Type: text/html\n\n<p>x</p>"),
+            (
+                "3",
+                "Content-Type: message/rfc822\n\n\
+                 From: c@example.test\nSubject: inner\nContent-Type: text/plain\n\ninner body",
+            ),
+            (
+                "4",
+                "Content-Type: application/pdf; name=\"a.pdf\"\n\
+                 Content-Disposition: attachment; filename=\"a.pdf\"\n\
+                 Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\nJSVFT0YK",
+            ),
+        ];
+        for (part_id, entity) in entities {
+            let whole = part_bytes(&raw, part_id).unwrap();
+            assert_eq!(entity_part_bytes(&crlf(entity)), Some(whole), "{part_id}");
+        }
+        assert_eq!(
+            part_bytes(&raw, "4").unwrap(),
+            (b"%PDF-1.4\n%%EOF\n".to_vec(), "application/pdf".to_owned())
+        );
+        assert_eq!(
+            entity_part_bytes(&crlf(entities[0].1)).unwrap().0,
+            b"Sch\xf6n gr\xfc\xdfe"
+        );
+        let (inner, ty) = part_bytes(&raw, "3").unwrap();
+        assert_eq!(ty, "message/rfc822");
+        assert!(inner.ends_with(b"inner body"));
+
+        // A multipart has no content of its own; without a Content-Type the part's type
+        // depends on its parent, which the entity does not show.
+        let alternative = crlf(
+            "Content-Type: multipart/alternative; boundary=\"i\"\n\n\
+             --i\nContent-Type: text/plain\n\nalt text\n--i--",
+        );
+        assert!(part_bytes(&raw, "2").is_none());
+        assert_eq!(entity_part_bytes(&alternative), None);
+        assert_eq!(part_bytes(&raw, "5").unwrap().1, "text/plain");
+        assert_eq!(entity_part_bytes(&crlf("\nno headers")), None);
+
+        // Part 1 of a single-part message: the message is its own entity.
+        let single = crlf(
+            "From: a@example.test\nContent-Type: text/plain; charset=utf-8\n\
+             Content-Transfer-Encoding: base64\n\nR3LDvMOfZQ==\n",
+        );
+        assert_eq!(
+            entity_part_bytes(&single),
+            Some(("Grüße".as_bytes().to_vec(), "text/plain".to_owned()))
+        );
+        assert_eq!(entity_part_bytes(&single), part_bytes(&single, "1"));
     }
 }

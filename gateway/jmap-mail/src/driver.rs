@@ -813,4 +813,66 @@ impl AccountSync {
         }
         Err(last_err.map_or_else(|| SyncError::UnknownEmail(id.to_string()), SyncError::from))
     }
+
+    /// One leaf part of an Email (`part_id` as in [`crate::body`]): its octets after transfer
+    /// decoding and its media type, `None` when the octets came from the part cache (which
+    /// keeps octets only). Cut from the whole message when the blob cache holds that;
+    /// else only the part is fetched from a copy upstream ([`Upstream::fetch_part`]) and
+    /// cached under its part blob id, so a 20 MB attachment costs 20 MB, once. An upstream
+    /// that cannot fetch parts, or a part that does not decode on its own
+    /// ([`crate::body::entity_part_bytes`]), is cut from the whole message instead, fetched
+    /// and cached by [`AccountSync::raw_message`]. A part the message does not have is
+    /// [`UpstreamError::NotFound`].
+    pub async fn raw_part(
+        &self,
+        id: &ObjectId,
+        part_id: &str,
+    ) -> Result<(Vec<u8>, Option<String>), SyncError> {
+        let a = self.inner.account;
+        let from_whole = |raw: &[u8]| {
+            crate::body::part_bytes(raw, part_id)
+                .map(|(bytes, media_type)| (bytes, Some(media_type)))
+                .ok_or_else(|| {
+                    SyncError::Upstream(UpstreamError::NotFound(format!(
+                        "Email {id} has no part {part_id}"
+                    )))
+                })
+        };
+        if let Some(raw) = self.inner.store.blob_get(a, id.as_bytes().to_vec()).await? {
+            return from_whole(&raw);
+        }
+        let blob_id = crate::body::part_blob_id(id.as_str(), part_id).into_bytes();
+        if let Some(bytes) = self.inner.store.blob_get(a, blob_id.clone()).await? {
+            return Ok((bytes, None));
+        }
+        let rec = self
+            .email(id)
+            .await?
+            .ok_or_else(|| SyncError::UnknownEmail(id.to_string()))?;
+        let mut last_err = None;
+        for (mailbox_id, uid) in rec.copies() {
+            let Some(remote) = self.remote_of(&mailbox_id) else {
+                continue;
+            };
+            match self
+                .inner
+                .upstream
+                .fetch_part(&remote.remote_id, &uid, part_id)
+                .await
+            {
+                Ok(entity) => match crate::body::entity_part_bytes(&entity) {
+                    Some((bytes, media_type)) => {
+                        self.inner.store.blob_put(a, blob_id, bytes.clone()).await?;
+                        return Ok((bytes, Some(media_type)));
+                    }
+                    None => return from_whole(&self.raw_message(id).await?),
+                },
+                Err(UpstreamError::Unsupported(_)) => {
+                    return from_whole(&self.raw_message(id).await?);
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.map_or_else(|| SyncError::UnknownEmail(id.to_string()), SyncError::from))
+    }
 }

@@ -3,6 +3,10 @@
 //! raw (see `local`) or fetched upstream) and body-part blobIds (`B{source}_{partId}`, see
 //! [`crate::body::part_blob_id`]). The download endpoint, Email/import, Email/parse,
 //! Email/set create and EmailSubmission all read blobs through here.
+//!
+//! A part of an Email (`B{E…}_{part}`) whose message is not in the blob cache is fetched
+//! alone upstream and cached under its own blob id ([`crate::AccountSync::raw_part`]);
+//! parts of attached messages (`BB{E…}_{part}_{part}`) are cut from the whole message.
 
 use state::ObjectId;
 use upstream::UpstreamError;
@@ -45,6 +49,11 @@ pub async fn read_blob<A: MailAccount>(
         {
             break Some(b);
         }
+        if let [part] = parts.as_slice()
+            && let Some(found) = email_part(account, id, part).await?
+        {
+            return Ok(found);
+        }
         if let Some(b) = email_raw(account, id).await? {
             break Some(b);
         }
@@ -80,6 +89,34 @@ fn email_id(id: &str) -> Option<ObjectId> {
     id.starts_with('E')
         .then(|| ObjectId::new(id).ok())
         .flatten()
+}
+
+/// Part `part` of the Email `id` (exactly one level: a part blob id `B{E…}_{part}`) whose
+/// message is not in the blob cache, read by fetching only that part upstream
+/// ([`AccountSync::raw_part`](crate::AccountSync::raw_part)). `None` when `id` is no Email
+/// of a live account or is a local draft: then the whole message is the way.
+/// `Some(None)`: there is no such Email or part.
+async fn email_part<A: MailAccount>(
+    account: &A,
+    id: &str,
+    part: &str,
+) -> Result<Option<Option<BlobData>>, BlobError> {
+    let Some(email) = email_id(id) else {
+        return Ok(None);
+    };
+    let Some(sync) = account.sync() else {
+        return Ok(None);
+    };
+    if super::local::raw(account, id).await?.is_some() {
+        return Ok(None);
+    }
+    match sync.raw_part(&email, part).await {
+        Ok((bytes, media_type)) => Ok(Some(Some(BlobData { bytes, media_type }))),
+        Err(SyncError::UnknownEmail(_) | SyncError::Upstream(UpstreamError::NotFound(_))) => {
+            Ok(Some(None))
+        }
+        Err(e) => Err(BlobError::Upstream(e)),
+    }
 }
 
 /// The raw message of the Email `id`, if `id` is one of the account's Emails.

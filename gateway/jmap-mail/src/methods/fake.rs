@@ -1093,4 +1093,58 @@ mod tests {
             "a failed write changes nothing"
         );
     }
+
+    /// The fake cannot fetch one part (the contract's default): a part blob is cut from the
+    /// whole message, which is then cached, so the next part needs no fetch at all.
+    #[tokio::test]
+    async fn a_part_blob_without_part_fetch_upstream_comes_from_the_whole_message() {
+        let (f, fake) = fixture_with_fake().await;
+        let sync = f.account.sync.clone().unwrap();
+        let raw = b"From: Bob <bob@example.com>\r\nSubject: parts\r\n\
+Message-ID: <parts@example.com>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+AAECAw==\r\n--b--\r\n"
+            .to_vec();
+        fake.deliver("INBOX", &raw, &[]);
+        sync.sync_all().await.unwrap();
+        let id = stored_email(&f, &raw).await.unwrap().id;
+        let before = fake.fetches();
+
+        let part = crate::body::part_blob_id(&id, "2");
+        let blob = crate::methods::read_blob(&f.account, &part)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(blob.bytes, [0, 1, 2, 3]);
+        assert_eq!(blob.media_type.as_deref(), Some("application/octet-stream"));
+        assert_eq!(fake.fetches(), before + 1);
+        let cached = |key: String| {
+            let (store, a) = (f.account.store.clone(), f.account.id);
+            async move { store.blob_get(a, key.into_bytes()).await.unwrap() }
+        };
+        assert_eq!(cached(id.clone()).await.as_deref(), Some(&raw[..]));
+        assert_eq!(
+            cached(part).await,
+            None,
+            "the part is cut from the cached message"
+        );
+
+        let text = crate::methods::read_blob(&f.account, &crate::body::part_blob_id(&id, "1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(text.bytes, b"hello");
+        assert_eq!(text.media_type.as_deref(), Some("text/plain"));
+        for missing in ["3", "1.1", "2.1"] {
+            let blob = crate::body::part_blob_id(&id, missing);
+            assert_eq!(
+                crate::methods::read_blob(&f.account, &blob).await.unwrap(),
+                None,
+                "{missing}"
+            );
+        }
+        assert_eq!(fake.fetches(), before + 1);
+    }
 }
