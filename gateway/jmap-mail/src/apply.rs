@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use base64::Engine;
 use state::{AccountId, Committed, DataType, Store};
 use upstream::{MailboxRole, MessageChange, RemoteMailbox, RemoteMessage, SyncBatch};
 
@@ -147,7 +146,7 @@ fn new_record(
         bcc: h.bcc,
         preview: m.preview.clone().unwrap_or_default(),
         has_attachment: m.has_attachment,
-        header_block: base64::engine::general_purpose::STANDARD.encode(&m.header_block),
+        header_block: m.header_block.clone(),
         headers_complete: m.headers_complete,
     };
     rec.thread_id = assign_thread(tx, &rec, m.thread_hint.as_deref())?;

@@ -1,5 +1,6 @@
-//! The records the JMAP Mail layer serves, as stored in `state` (JSON bytes), and how ids
-//! are derived.
+//! The records the JMAP Mail layer serves, as stored in `state` (JSON bytes; an Email's raw
+//! header section follows its JSON as is, see [`EmailRecord::to_bytes`]), and how ids are
+//! derived.
 //!
 //! Serialization is deterministic (struct field order, sorted maps), so writing the same
 //! facts twice produces the same bytes and the store records no change: that is what keeps
@@ -85,8 +86,10 @@ pub struct EmailRecord {
     pub bcc: Vec<EmailAddress>,
     pub preview: String,
     pub has_attachment: bool,
-    /// The raw header section, base64 (it may hold 8-bit bytes that are not UTF-8).
-    pub header_block: String,
+    /// The raw header section (it may hold 8-bit bytes that are not UTF-8). Stored after
+    /// the JSON, not in it: see [`EmailRecord::to_bytes`].
+    #[serde(skip)]
+    pub header_block: Vec<u8>,
     /// False when `header_block` was synthesised by the adapter (EAS) rather than being the
     /// message's own; see [`EmailRecord::headers_synthesised`]. Absent (true) in records
     /// stored before the flag existed and never written when true, so those records keep
@@ -103,13 +106,54 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+/// The first byte of an Email record in the framed form; a JSON record starts with `{`.
+const FRAMED: u8 = 1;
+
+/// How Email records were stored before the framed form: all JSON, the header section base64
+/// in it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonEmailRecord {
+    #[serde(flatten)]
+    record: EmailRecord,
+    header_block: String,
+}
+
 impl EmailRecord {
+    /// The stored form: [`FRAMED`], the JSON's length (u32 big-endian), the JSON of every
+    /// field but the header section, then the header section's octets. A header section is
+    /// most of a record's bytes, and kept raw it is neither base64-inflated by a third nor
+    /// escaped and unescaped as a JSON string on every write and read.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let mut out = Vec::with_capacity(5 + json.len() + self.header_block.len());
+        out.push(FRAMED);
+        out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&self.header_block);
+        out
     }
 
+    /// Reads either stored form (records written before the framed form are all JSON).
     pub fn from_bytes(b: &[u8]) -> Option<EmailRecord> {
-        serde_json::from_slice(b).ok()
+        match b.split_first()? {
+            (&FRAMED, rest) => {
+                let (len, rest) = rest.split_first_chunk::<4>()?;
+                let (json, header) = rest.split_at_checked(u32::from_be_bytes(*len) as usize)?;
+                let mut rec: EmailRecord = serde_json::from_slice(json).ok()?;
+                rec.header_block = header.to_vec();
+                Some(rec)
+            }
+            (b'{', _) => {
+                let old: JsonEmailRecord = serde_json::from_slice(b).ok()?;
+                let mut rec = old.record;
+                rec.header_block = base64::engine::general_purpose::STANDARD
+                    .decode(old.header_block)
+                    .ok()?;
+                Some(rec)
+            }
+            _ => None,
+        }
     }
 
     /// The Email's keywords: the union over its copies (a copy marked `$seen` makes the
@@ -134,10 +178,8 @@ impl EmailRecord {
         !self.headers_complete || self.fingerprint.starts_with("eas:")
     }
 
-    pub fn header_bytes(&self) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.header_block)
-            .unwrap_or_default()
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.header_block
     }
 
     /// The facts the store indexes.
@@ -222,6 +264,44 @@ mod tests {
         assert_eq!(thread_id_for_email(&a).len(), 25);
         assert_ne!(mailbox_id("INBOX", 0), mailbox_id("INBOX", 1));
         assert!(mailbox_id("Ünïcode/x", 0).as_str().len() == 17);
+    }
+
+    #[test]
+    fn email_records_round_trip_framed_and_read_their_json_form() {
+        let mut rec = crate::methods::testing::email("E1", "T1", "M1", "1", &["$seen"], 7, "");
+        // A header section with 8-bit bytes that are not UTF-8, and a NUL.
+        rec.header_block = b"Subject: caf\xe9\r\nX-Odd: a\0b\r\n\r\n".to_vec();
+        let framed = rec.to_bytes();
+        assert_eq!(framed[0], FRAMED);
+        assert!(framed.ends_with(&rec.header_block));
+        assert_eq!(EmailRecord::from_bytes(&framed), Some(rec.clone()));
+        assert_eq!(
+            framed,
+            rec.to_bytes(),
+            "the same record gives the same bytes"
+        );
+
+        // The JSON form records were stored in before: header section base64 inside.
+        let mut json: serde_json::Value = serde_json::to_value(&rec).unwrap();
+        json["headerBlock"] = base64::engine::general_purpose::STANDARD
+            .encode(&rec.header_block)
+            .into();
+        let old = serde_json::to_vec(&json).unwrap();
+        assert_eq!(EmailRecord::from_bytes(&old), Some(rec.clone()));
+
+        // Truncated or foreign bytes are no record, never a panic.
+        for n in 0..12 {
+            assert_eq!(EmailRecord::from_bytes(&framed[..n]), None, "{n} bytes");
+        }
+        let mut long = framed.clone();
+        long[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(EmailRecord::from_bytes(&long), None);
+        assert_eq!(EmailRecord::from_bytes(b"\x02{}"), None);
+        json["headerBlock"] = "not base64!".into();
+        assert_eq!(
+            EmailRecord::from_bytes(&serde_json::to_vec(&json).unwrap()),
+            None
+        );
     }
 
     #[test]

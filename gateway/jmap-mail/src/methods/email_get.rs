@@ -491,7 +491,7 @@ where
             let mut list = Vec::new();
             for (oid, record) in found {
                 let headers = if needs_headers {
-                    header_forms::headers_of_block(&record.header_bytes())
+                    header_forms::headers_of_block(record.header_bytes())
                 } else {
                     Vec::new()
                 };

@@ -330,7 +330,7 @@ pub(super) fn addresses(list: &[EmailAddress]) -> String {
 
 fn header_matches(r: &EmailRecord, name: &str, value: Option<&TextQuery>) -> bool {
     let block = r.header_bytes();
-    let Some(m) = mail_parser::MessageParser::default().parse_headers(&block[..]) else {
+    let Some(m) = mail_parser::MessageParser::default().parse_headers(block) else {
         return false;
     };
     m.headers()

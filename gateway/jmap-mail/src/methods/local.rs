@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
 use jmap_engine::{MethodError, SetError};
 use state::{Commit, DataType, ObjectId};
 
@@ -189,7 +188,7 @@ pub(crate) async fn create<A: MailAccount>(
         bcc: h.bcc,
         preview: body.preview(),
         has_attachment: body.has_attachment(),
-        header_block: base64::engine::general_purpose::STANDARD.encode(block),
+        header_block: block.to_vec(),
         headers_complete: true,
     };
     record.thread_id = thread_for(account, &record).await.map_err(store_error)?;

@@ -280,13 +280,13 @@ fn derive_envelope(email: &EmailRecord, identity_email: &str) -> Result<Envelope
         )
         .with_property("properties", json!([p]))
     };
-    let mail_from = if header_count(&block, "sender") > 0 {
-        if header_count(&block, "sender") > 1 || email.sender.len() > 1 {
+    let mail_from = if header_count(block, "sender") > 0 {
+        if header_count(block, "sender") > 1 || email.sender.len() > 1 {
             return Err(invalid("sender"));
         }
         email.sender.first().map(|a| a.email.clone())
     } else {
-        if header_count(&block, "from") > 1 || email.from.len() > 1 {
+        if header_count(block, "from") > 1 || email.from.len() > 1 {
             return Err(invalid("from"));
         }
         email.from.first().map(|a| a.email.clone())

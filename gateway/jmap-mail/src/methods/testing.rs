@@ -211,7 +211,6 @@ pub fn email(
     received_at: i64,
     headers: &str,
 ) -> EmailRecord {
-    use base64::Engine as _;
     let block = format!("{headers}\r\n");
     let parsed = crate::parse_headers(block.as_bytes());
     let mut uids = BTreeMap::new();
@@ -244,7 +243,7 @@ pub fn email(
         bcc: parsed.bcc,
         preview: String::new(),
         has_attachment: false,
-        header_block: base64::engine::general_purpose::STANDARD.encode(block.as_bytes()),
+        header_block: block.as_bytes().to_vec(),
         headers_complete: true,
     }
 }
