@@ -994,17 +994,18 @@ impl<'s> Batch<'s> {
                 .into_iter()
                 .map(|e| (ChangeKind::Destroyed, e));
             let added = added_events.into_iter().map(|e| (ChangeKind::Created, e));
-            for (seq, (kind, (m, v, suffix))) in removed.chain(added).enumerate() {
-                let k = Key::account(a)
-                    .lp(m)
-                    .u8(v)
-                    .u64(modseq)
-                    .u32(seq as u32)
-                    .into_vec();
-                let mut val = Vec::with_capacity(1 + suffix.len());
-                val.push(kind as u8);
-                val.extend_from_slice(suffix);
-                self.wb.put_cf(log, k, val);
+            // One value per (mailbox, view) and commit: an initial-sync batch adds hundreds
+            // of Emails to the same few result sets.
+            let mut packed: BTreeMap<(&[u8], u8), Vec<u8>> = BTreeMap::new();
+            for (kind, (m, v, suffix)) in removed.chain(added) {
+                let value = packed
+                    .entry((m, v))
+                    .or_insert_with(|| vec![keys::EVENTS_PACKED]);
+                keys::push_event(value, kind as u8, suffix);
+            }
+            for ((m, v), value) in packed {
+                let k = Key::account(a).lp(m).u8(v).u64(modseq).u32(0).into_vec();
+                self.wb.put_cf(log, k, value);
             }
         }
         Ok(())

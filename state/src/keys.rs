@@ -278,6 +278,41 @@ pub fn encode_facts(f: &EmailFacts) -> Vec<u8> {
     v
 }
 
+/// First byte of a [`cf::MAILBOX_LOG`] value holding several membership events (no event
+/// kind is 0xff). A value without it is one event: kind u8 · receivedAt · email id.
+pub const EVENTS_PACKED: u8 = 0xff;
+
+/// Appends one membership event (kind, suffix = receivedAt u64 · email id) to a packed
+/// [`cf::MAILBOX_LOG`] value: kind u8 · receivedAt · lp(email id). Start the value with
+/// [`EVENTS_PACKED`].
+pub fn push_event(value: &mut Vec<u8>, kind: u8, suffix: &[u8]) {
+    let (at, id) = suffix.split_at(suffix.len().min(8));
+    value.push(kind);
+    value.extend_from_slice(at);
+    let n = id.len().min(255);
+    value.push(n as u8);
+    value.extend_from_slice(&id[..n]);
+}
+
+/// The membership events of a [`cf::MAILBOX_LOG`] value, packed or single, in order: (kind,
+/// suffix = receivedAt u64 · email id).
+pub fn decode_events(value: &[u8]) -> Result<Vec<(u8, Vec<u8>)>> {
+    let mut r = Reader::new(value);
+    if value.first() != Some(&EVENTS_PACKED) {
+        let kind = r.u8()?;
+        return Ok(vec![(kind, r.rest().to_vec())]);
+    }
+    r.u8()?;
+    let mut out = Vec::new();
+    while !r.b.is_empty() {
+        let kind = r.u8()?;
+        let mut suffix = r.take(8)?.to_vec();
+        suffix.extend_from_slice(r.lp()?);
+        out.push((kind, suffix));
+    }
+    Ok(out)
+}
+
 pub fn decode_facts(v: &[u8]) -> Result<EmailFacts> {
     let mut r = Reader::new(v);
     if r.u8()? != FACTS_VERSION {
@@ -333,6 +368,33 @@ mod tests {
             assert!(sortable_i64(w[0]) < sortable_i64(w[1]));
             assert_eq!(unsortable_i64(sortable_i64(w[0])), w[0]);
         }
+    }
+
+    #[test]
+    fn membership_events_pack_and_single_events_still_read() -> Result<()> {
+        let a = [&1u64.to_be_bytes()[..], b"e1"].concat();
+        let b = [&2u64.to_be_bytes()[..], &[b'x'; 255][..]].concat();
+        let mut v = vec![EVENTS_PACKED];
+        push_event(&mut v, 3, &a);
+        push_event(&mut v, 1, &b);
+        push_event(&mut v, 1, &a);
+        assert_eq!(
+            decode_events(&v)?,
+            vec![(3, a.clone()), (1, b.clone()), (1, a.clone())]
+        );
+        // The form written before packing: one event, the id running to the end.
+        assert_eq!(
+            decode_events(&[&[1u8][..], &a[..]].concat())?,
+            vec![(1, a.clone())]
+        );
+        // A cut-off packed value is corruption, not a panic.
+        for n in 2..v.len() {
+            if n != 1 + 1 + 8 + 1 + 2 && n != 1 + 2 * (1 + 8 + 1) + 2 + 255 {
+                assert!(decode_events(&v[..n]).is_err(), "{n} bytes");
+            }
+        }
+        assert!(decode_events(&[]).is_err());
+        Ok(())
     }
 
     #[test]

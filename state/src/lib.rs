@@ -31,7 +31,7 @@
 //! |                      | account · 2 · lp(thread)                                 | emails u32 · unread u32 |
 //! |                      | account · 3 · lp(thread) · lp(mailbox)                    | emails of the thread in the mailbox u32 |
 //! |                      | account · 4 · lp(keyword)                                | emails with the keyword u32 |
-//! | `mailbox_log`        | account · lp(mailbox) · view u8 · Email modseq · seq u32  | added/removed u8 · receivedAt · email id |
+//! | `mailbox_log`        | account · lp(mailbox) · view u8 · Email modseq · seq u32  | 0xff, then per event: added/removed u8 · receivedAt · lp(email id); or one event: added/removed u8 · receivedAt · email id |
 //! | `sync_cursors`       | account · name                                          | opaque cursor bytes |
 //! | `blobs`              | account · blob id                                       | blob bytes (RocksDB blob files) |
 //! | `blob_meta`          | account · blob id                                       | last-use tick u64 · size u64 |

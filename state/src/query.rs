@@ -524,29 +524,30 @@ impl Store {
             if modseq > current {
                 break;
             }
-            let mut r = Reader::new(val);
-            let kind = ChangeKind::from_code(r.u8()?).ok_or(Error::Corrupt("bad event kind"))?;
-            let suffix = r.rest();
-            let id = suffix
-                .get(8..)
-                .filter(|s| !s.is_empty())
-                .ok_or(Error::Corrupt("short membership event"))?;
-            match evs.get_mut(id) {
-                Some(e) => {
-                    e.last = kind;
-                    e.last_suffix = suffix.to_vec();
-                }
-                None => {
-                    order.push(id.to_vec());
-                    evs.insert(
-                        id.to_vec(),
-                        Ev {
-                            first: kind,
-                            first_suffix: suffix.to_vec(),
-                            last: kind,
-                            last_suffix: suffix.to_vec(),
-                        },
-                    );
+            for (kind, suffix) in keys::decode_events(val)? {
+                let kind = ChangeKind::from_code(kind).ok_or(Error::Corrupt("bad event kind"))?;
+                let id = suffix
+                    .get(8..)
+                    .filter(|s| !s.is_empty())
+                    .ok_or(Error::Corrupt("short membership event"))?
+                    .to_vec();
+                match evs.get_mut(&id) {
+                    Some(e) => {
+                        e.last = kind;
+                        e.last_suffix = suffix;
+                    }
+                    None => {
+                        order.push(id.clone());
+                        evs.insert(
+                            id,
+                            Ev {
+                                first: kind,
+                                first_suffix: suffix.clone(),
+                                last: kind,
+                                last_suffix: suffix,
+                            },
+                        );
+                    }
                 }
             }
             it.next();
