@@ -12,7 +12,7 @@ use upstream::{
     BoxFuture, RemoteMailbox, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
 };
 
-use crate::conn::{self, AuthMethod, Conn, ConnError, ConnOptions, Part};
+use crate::conn::{self, AuthMethod, Conn, ConnError, ConnOptions};
 use crate::connection::{Credentials, ImapServer};
 use crate::message::FingerprintSource;
 use crate::proto::{Response, Value};
@@ -417,30 +417,6 @@ impl ImapAccount {
             w.conn.logout().await;
         }
     }
-
-    async fn fetch_raw(&self, mailbox: &str, uid: &str) -> Result<Vec<u8>, UpstreamError> {
-        let uid: u32 = uid
-            .parse()
-            .map_err(|_| UpstreamError::NotFound(format!("no message {uid} in {mailbox}")))?;
-        let mut c = self.lease().await?;
-        ensure_selected(&mut c, mailbox, false).await?;
-        let (untagged, _) = c
-            .run_ok(&[Part::from(format!("UID FETCH {uid} (UID BODY.PEEK[])"))])
-            .await?;
-        let mut found = None;
-        for r in &untagged {
-            if let Some((_, items)) = r.fetch() {
-                let f = crate::message::fetch_items(items);
-                if f.uid == Some(uid)
-                    && let Some(b) = f.body
-                {
-                    found = Some(b.to_vec());
-                }
-            }
-        }
-        c.release();
-        found.ok_or_else(|| UpstreamError::NotFound(format!("no message {uid} in {mailbox}")))
-    }
 }
 
 impl Upstream for ImapAccount {
@@ -485,7 +461,7 @@ impl Upstream for ImapAccount {
         mailbox: &'a str,
         uid: &'a str,
     ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
-        Box::pin(self.fetch_raw(mailbox, uid))
+        Box::pin(crate::raw::fetch_message(self, mailbox, uid))
     }
 
     fn fetch_part<'a>(
