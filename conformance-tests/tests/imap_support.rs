@@ -396,3 +396,122 @@ pub fn oauth_token(key: &[u8], user: &str, lifetime: i64) -> String {
     )
     .unwrap()
 }
+
+/// A TCP proxy in front of a server whose connections can be lost the way a NAT, a load
+/// balancer or a crashed host loses them: [`FlowDroppingProxy::drop_flows`] closes the
+/// server side of every connection it carries at once, while the client side stays open
+/// and silent (no FIN: the client cannot tell from its socket) until the client next sends
+/// something, which gets a TCP reset. Connections accepted later are carried normally.
+pub struct FlowDroppingProxy {
+    pub port: u16,
+    accepted: Arc<AtomicU32>,
+    resets: Arc<AtomicU32>,
+    generation: tokio::sync::watch::Sender<u32>,
+}
+
+impl FlowDroppingProxy {
+    pub async fn start(target: u16) -> FlowDroppingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (generation, _) = tokio::sync::watch::channel(0u32);
+        let proxy = FlowDroppingProxy {
+            port,
+            accepted: Arc::new(AtomicU32::new(0)),
+            resets: Arc::new(AtomicU32::new(0)),
+            generation,
+        };
+        let (accepted, resets, gen_tx) = (
+            proxy.accepted.clone(),
+            proxy.resets.clone(),
+            proxy.generation.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let gen_rx = gen_tx.subscribe();
+                tokio::spawn(carry(client, target, gen_rx, resets.clone()));
+            }
+        });
+        proxy
+    }
+
+    pub fn server(&self) -> ImapServer {
+        ImapServer::new("127.0.0.1", self.port, Security::Plain)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u32 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Dropped connections reset because their client sent something afterwards.
+    pub fn resets(&self) -> u32 {
+        self.resets.load(Ordering::SeqCst)
+    }
+
+    /// Drops every connection open now (see the type's description).
+    pub fn drop_flows(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// Carries one connection until either side closes it, or until the flows of its
+/// generation are dropped: then the server side is closed and the client side held silent
+/// until it sends, which resets it.
+async fn carry(
+    mut client: tokio::net::TcpStream,
+    target: u16,
+    mut generation: tokio::sync::watch::Receiver<u32>,
+    resets: Arc<AtomicU32>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let born = *generation.borrow_and_update();
+    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+        return;
+    };
+    let mut server = Some(server);
+    let (mut from_client, mut from_server) = (vec![0u8; 16384], vec![0u8; 16384]);
+    loop {
+        tokio::select! {
+            n = client.read(&mut from_client) => {
+                let Ok(n @ 1..) = n else { return };
+                match server.as_mut() {
+                    Some(s) => {
+                        if s.write_all(&from_client[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        // The flow is gone: the client learns it now, by a reset.
+                        let _ = client.set_zero_linger();
+                        resets.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+            n = read_some(server.as_mut(), &mut from_server) => {
+                let Ok(n @ 1..) = n else { return };
+                if client.write_all(&from_server[..n]).await.is_err() {
+                    return;
+                }
+            }
+            changed = generation.changed(), if server.is_some() => {
+                if changed.is_err() || *generation.borrow_and_update() > born {
+                    server = None;
+                }
+            }
+        }
+    }
+}
+
+/// Reads from `stream`; never ready without one.
+async fn read_some(
+    stream: Option<&mut tokio::net::TcpStream>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    match stream {
+        Some(s) => s.read(buf).await,
+        None => std::future::pending().await,
+    }
+}

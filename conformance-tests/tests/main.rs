@@ -13,4 +13,5 @@ mod jmap_support;
 mod jmap_vacation;
 mod part_fetch;
 mod passthrough;
+mod raw_fetch;
 mod sogo;

@@ -12,7 +12,7 @@ use upstream::{
     BoxFuture, RemoteMailbox, SyncSink, Upstream, UpstreamError, WriteOp, WriteOutcome,
 };
 
-use crate::conn::{self, AuthMethod, Conn, ConnError, ConnOptions, Part};
+use crate::conn::{self, AuthMethod, Conn, ConnError, ConnOptions};
 use crate::connection::{Credentials, ImapServer};
 use crate::message::FingerprintSource;
 use crate::proto::{Response, Value};
@@ -169,7 +169,12 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// A delay with ±50 % jitter, so many accounts reconnecting at once spread out.
+/// Whether a read-only operation that failed with `e` on its `attempt`-th try (from 1)
+/// is tried again: once, and only when the connection dropped.
+fn retry_read(e: &ConnError, attempt: u32) -> bool {
+    e.is_transient() && attempt < 2
+}
+
 /// `localhost` or a loopback IP address.
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
@@ -180,6 +185,7 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A delay with ±50 % jitter, so many accounts reconnecting at once spread out.
 pub(crate) fn jitter(d: Duration) -> Duration {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -330,6 +336,46 @@ impl ImapAccount {
         })
     }
 
+    /// Runs `op`, which only reads (it changes nothing upstream), on a pooled connection,
+    /// preferring one that has `mailbox` selected; once more on another connection if the
+    /// first one dropped. The outer error: no connection could be had at all (`connect`
+    /// retried already); the inner result is `op`'s, from its last attempt.
+    ///
+    /// Which connections go back to the pool follows one rule: whatever the server answered
+    /// (OK, NO, BAD: a tagged reply leaves the session usable) keeps the connection; an
+    /// error that desynchronises or ends the stream (I/O, timeout, close, a reply that does
+    /// not parse: [`ConnError::is_transient`]) closes it. A pooled connection can die while
+    /// idle without the pool noticing (a server restart behind a NAT or a load balancer, an
+    /// idle timeout), so such an error is worth exactly one more try, on a fresh or another
+    /// pooled connection. A second failure is the server's state, not a stale socket.
+    pub(crate) async fn read_retrying<'s, T>(
+        &'s self,
+        mailbox: Option<&str>,
+        mut op: impl for<'c> FnMut(&'c mut Lease<'s>) -> BoxFuture<'c, Result<T, ConnError>>,
+    ) -> Result<Result<T, ConnError>, ConnError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut lease = self.lease_for(mailbox).await?;
+            let result = op(&mut lease).await;
+            if let Err(e) = &result
+                && e.is_transient()
+            {
+                // Broken already when the connection layer saw it; an unparsable reply
+                // reported by `op` itself is treated the same.
+                lease.broken = true;
+            }
+            // Pooled again unless broken (see `Lease`).
+            lease.release();
+            match result {
+                Err(e) if retry_read(&e, attempt) => {
+                    tracing::debug!(host = %self.server.host, user = %self.creds.username, error = %e, "connection dropped; trying once more");
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
     /// The delimiter of the account's hierarchy (from LIST).
     pub(crate) async fn delimiter(&self, conn: &mut Conn) -> Result<Option<char>, ConnError> {
         if let Some(d) = *lock(&self.delimiter) {
@@ -371,30 +417,6 @@ impl ImapAccount {
             w.conn.logout().await;
         }
     }
-
-    async fn fetch_raw(&self, mailbox: &str, uid: &str) -> Result<Vec<u8>, UpstreamError> {
-        let uid: u32 = uid
-            .parse()
-            .map_err(|_| UpstreamError::NotFound(format!("no message {uid} in {mailbox}")))?;
-        let mut c = self.lease().await?;
-        ensure_selected(&mut c, mailbox, false).await?;
-        let (untagged, _) = c
-            .run_ok(&[Part::from(format!("UID FETCH {uid} (UID BODY.PEEK[])"))])
-            .await?;
-        let mut found = None;
-        for r in &untagged {
-            if let Some((_, items)) = r.fetch() {
-                let f = crate::message::fetch_items(items);
-                if f.uid == Some(uid)
-                    && let Some(b) = f.body
-                {
-                    found = Some(b.to_vec());
-                }
-            }
-        }
-        c.release();
-        found.ok_or_else(|| UpstreamError::NotFound(format!("no message {uid} in {mailbox}")))
-    }
 }
 
 impl Upstream for ImapAccount {
@@ -403,23 +425,17 @@ impl Upstream for ImapAccount {
             // After a reported list change, a session that has selected mailboxes may
             // still show the old list (Dovecot 2.3): list on one that has not.
             let fresh = self.list_changed.swap(false, Ordering::SeqCst);
-            // Read-only, so a connection that died in the pool is worth one more try.
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let mut lease = self.lease().await?;
-                if fresh && lease.has_selected {
-                    lease.conn = Some(self.connect().await?);
-                }
-                match crate::list::list(self, &mut lease).await {
-                    Ok(listed) => {
-                        lease.release();
-                        return Ok(listed);
-                    }
-                    Err(e) if e.is_transient() && attempt < 2 => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            let listed = self
+                .read_retrying(None, |lease| {
+                    Box::pin(async move {
+                        if fresh && lease.has_selected {
+                            lease.conn = Some(self.connect().await?);
+                        }
+                        crate::list::list(self, lease).await
+                    })
+                })
+                .await?;
+            Ok(listed?)
         })
     }
 
@@ -445,7 +461,7 @@ impl Upstream for ImapAccount {
         mailbox: &'a str,
         uid: &'a str,
     ) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
-        Box::pin(self.fetch_raw(mailbox, uid))
+        Box::pin(crate::raw::fetch_message(self, mailbox, uid))
     }
 
     fn fetch_part<'a>(
@@ -491,4 +507,155 @@ pub(crate) async fn ensure_selected(
         return Ok(s.clone());
     }
     c.select(mailbox, !writable).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+    use crate::connection::Security;
+
+    #[test]
+    fn only_a_dropped_connection_is_retried_and_only_once() {
+        for e in [
+            ConnError::Io("reset".into()),
+            ConnError::Timeout,
+            ConnError::Closed("end of stream".into()),
+            ConnError::Parse("junk".into()),
+        ] {
+            assert!(retry_read(&e, 1), "{e:?}");
+            assert!(!retry_read(&e, 2), "{e:?}");
+        }
+        for e in [
+            ConnError::No {
+                text: "no".into(),
+                code: None,
+            },
+            ConnError::Bad("bad".into()),
+            ConnError::Auth("who".into()),
+            ConnError::Unsupported("nope".into()),
+        ] {
+            assert!(!retry_read(&e, 1), "{e:?}");
+        }
+    }
+
+    /// A loopback IMAP server: greets, accepts any LOGIN, answers CAPABILITY, and answers
+    /// every other command
+    /// with `answer(connection number from 1, verb)`, `None` closing the connection
+    /// without a reply. Returns its port and how many connections it accepted.
+    async fn server(answer: fn(usize, &str) -> Option<&'static str>) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    w.write_all(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+                        .await
+                        .unwrap();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let mut words = line.splitn(3, ' ');
+                        let (tag, verb) = (words.next().unwrap(), words.next().unwrap_or(""));
+                        let reply = if verb.eq_ignore_ascii_case("LOGIN") {
+                            "{tag} OK logged in\r\n"
+                        } else if verb.eq_ignore_ascii_case("CAPABILITY") {
+                            "* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n"
+                        } else {
+                            match answer(n, verb) {
+                                Some(r) => r,
+                                None => return,
+                            }
+                        };
+                        let reply = reply.replace("{tag}", tag);
+                        if w.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn account(port: u16) -> ImapAccount {
+        let creds = Credentials {
+            username: "u".into(),
+            password: upstream::Secret::new("p".into()),
+        };
+        ImapAccount::new(
+            ImapServer::new("127.0.0.1", port, Security::Plain),
+            creds,
+            ImapOptions::default(),
+        )
+    }
+
+    /// Runs NOOP through `read_retrying`; counts how often the operation ran.
+    async fn noop(acct: &ImapAccount, runs: &AtomicUsize) -> Result<(), ConnError> {
+        acct.read_retrying(None, |conn| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { conn.simple("NOOP").await.map(drop) })
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_tagged_no_or_bad_leaves_the_connection_in_the_pool() {
+        let (port, accepted) = server(|_, _| Some("{tag} NO [EXPUNGEISSUED] gone\r\n")).await;
+        let acct = account(port);
+        let runs = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let e = noop(&acct, &runs).await.unwrap_err();
+            assert!(
+                matches!(e, ConnError::No { ref code, .. } if code.as_deref() == Some("EXPUNGEISSUED")),
+                "{e:?}"
+            );
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "a NO is not retried");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+        assert_eq!(acct.stats.broken_connections.load(Ordering::SeqCst), 0);
+
+        let (port, accepted) = server(|_, _| Some("{tag} BAD what\r\n")).await;
+        let acct = account(port);
+        for _ in 0..2 {
+            let e = noop(&acct, &runs).await.unwrap_err();
+            assert!(matches!(e, ConnError::Bad(_)), "{e:?}");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_is_tried_once_more_on_a_new_one() {
+        // The first connection dies at its first command; the second one works.
+        let (port, accepted) = server(|n, _| (n > 1).then_some("{tag} OK done\r\n")).await;
+        let acct = account(port);
+        let runs = AtomicUsize::new(0);
+        noop(&acct, &runs).await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(acct.stats.broken_connections.load(Ordering::SeqCst), 1);
+        // The new connection went back to the pool.
+        noop(&acct, &runs).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_second_drop_is_an_error_without_a_third_try() {
+        let (port, accepted) = server(|_, _| None).await;
+        let acct = account(port);
+        let runs = AtomicUsize::new(0);
+        let e = noop(&acct, &runs).await.unwrap_err();
+        assert!(e.is_transient(), "{e:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(acct.stats.broken_connections.load(Ordering::SeqCst), 2);
+    }
 }

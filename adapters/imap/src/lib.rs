@@ -9,11 +9,12 @@
 //! simple probes.
 //!
 //! Code map: `conn` (one connection: framing, login, ENABLE, SELECT, IDLE), `account` (the
-//! pool, its budget, backoff, tiers), `list` (LIST → mailboxes), `sync` (initial and delta
-//! sync, cursors), `watch` (NOTIFY/IDLE push), `write` (write-through), `search` (UID
-//! SEARCH for full-text filters), `part` (one body part: BODYSTRUCTURE, then its sections),
-//! `quota` (GETQUOTAROOT), `sieve` (ManageSieve and the vacation script), `message` (FETCH
-//! items → model), `uidset`, `mutf7`.
+//! pool, its budget, backoff, tiers, the retry of read-only operations), `list` (LIST →
+//! mailboxes), `sync` (initial and delta sync, cursors), `watch` (NOTIFY/IDLE push),
+//! `write` (write-through), `search` (UID SEARCH for full-text filters), `raw` (a whole
+//! message), `part` (one body part: BODYSTRUCTURE, then its sections), `quota`
+//! (GETQUOTAROOT), `sieve` (ManageSieve and the vacation script), `message` (FETCH items →
+//! model), `uidset`, `mutf7`.
 //!
 //! Invariant: this crate never touches RocksDB; it hands changes to the gateway, which
 //! commits them.
@@ -28,6 +29,7 @@ mod mutf7;
 mod part;
 pub mod proto;
 mod quota;
+mod raw;
 mod search;
 pub mod sieve;
 mod sync;

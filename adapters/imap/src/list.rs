@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use upstream::{MailboxRole, RemoteMailbox};
 
 use crate::account::{ImapAccount, lock};
-use crate::conn::{Conn, ConnError};
+use crate::conn::{Conn, ConnError, Part, push_astring};
 use crate::mutf7;
 use crate::proto::{Response, Value};
 
@@ -51,6 +51,28 @@ fn parse_list(v: &[Value]) -> Option<Listed> {
         name,
         delimiter,
         attrs,
+    })
+}
+
+/// Whether LIST shows mailbox `name` (its name on the wire) as one that can be selected;
+/// `None` when LIST does not show it at all.
+pub(crate) async fn selectable(conn: &mut Conn, name: &str) -> Result<Option<bool>, ConnError> {
+    let mut parts = vec![Part::from("LIST \"\" ")];
+    push_astring(&mut parts, name);
+    let (untagged, _) = conn.run_ok(&parts).await?;
+    Ok(selectable_in(&untagged, name))
+}
+
+fn selectable_in(untagged: &[Response], name: &str) -> Option<bool> {
+    untagged.iter().find_map(|r| match r {
+        Response::Data(v) if v.first().is_some_and(|x| x.is("LIST")) => {
+            parse_list(v).filter(|l| l.name == name).map(|l| {
+                !l.attrs
+                    .iter()
+                    .any(|a| a == "\\NOSELECT" || a == "\\NONEXISTENT")
+            })
+        }
+        _ => None,
     })
 }
 
@@ -161,4 +183,30 @@ pub(crate) async fn list(
     }
     *lock(&acct.identities) = identities;
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::proto::parse_response;
+
+    #[test]
+    fn a_mailbox_is_selectable_when_listed_without_noselect() {
+        let r: Vec<Response> = [
+            &b"* LIST (\\HasNoChildren) \"/\" Work/Reports\r\n"[..],
+            b"* LIST (\\Noselect \\HasChildren) \"/\" Work\r\n",
+            b"* LIST (\\NonExistent) \"/\" Gone\r\n",
+            b"* LIST () \"/\" \"With Space\"\r\n",
+        ]
+        .iter()
+        .map(|l| parse_response(l).unwrap())
+        .collect();
+        assert_eq!(selectable_in(&r, "Work/Reports"), Some(true));
+        assert_eq!(selectable_in(&r, "With Space"), Some(true));
+        assert_eq!(selectable_in(&r, "Work"), Some(false));
+        assert_eq!(selectable_in(&r, "Gone"), Some(false));
+        assert_eq!(selectable_in(&r, "Work/Other"), None);
+        assert_eq!(selectable_in(&[], "Work"), None);
+    }
 }

@@ -172,28 +172,21 @@ pub(crate) async fn fetch_part(
     let Some(path) = section_path(part_id) else {
         return Err(no_part());
     };
-    // Read-only, so a connection that died in the pool is worth one more try.
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut lease = acct.lease_for(Some(mailbox)).await?;
-        let result = run(&mut lease, mailbox, uid_n, &path).await;
-        // A broken connection is not pooled again whatever this says (see `Lease`).
-        lease.release();
-        match result {
-            Ok(Ok(entity)) => return Ok(entity),
-            Ok(Err(Missing::Message)) => return Err(no_message()),
-            Ok(Err(Missing::Part)) => return Err(no_part()),
-            Ok(Err(Missing::Item(name))) => {
-                return Err(UpstreamError::Protocol(format!(
-                    "the FETCH reply for message {uid} in {mailbox} has no {name}"
-                )));
-            }
-            Err(e) if e.is_transient() && attempt < 2 => continue,
-            Err(e) => {
-                tracing::info!(user = %acct.creds.username, %mailbox, uid, part_id, error = %e, "part FETCH failed");
-                return Err(e.into());
-            }
+    let result = acct
+        .read_retrying(Some(mailbox), |conn| {
+            Box::pin(run(conn, mailbox, uid_n, &path))
+        })
+        .await?;
+    match result {
+        Ok(Ok(entity)) => Ok(entity),
+        Ok(Err(Missing::Message)) => Err(no_message()),
+        Ok(Err(Missing::Part)) => Err(no_part()),
+        Ok(Err(Missing::Item(name))) => Err(UpstreamError::Protocol(format!(
+            "the FETCH reply for message {uid} in {mailbox} has no {name}"
+        ))),
+        Err(e) => {
+            tracing::info!(user = %acct.creds.username, %mailbox, uid, part_id, error = %e, "part FETCH failed");
+            Err(e.into())
         }
     }
 }

@@ -17,28 +17,19 @@ use crate::proto::{Response, Value};
 
 /// The quotas of the roots that govern the INBOX, in the server's order.
 pub(crate) async fn quotas(acct: &ImapAccount) -> Result<Vec<RemoteQuota>, UpstreamError> {
-    // Read-only, so a connection that died in the pool is worth one more try.
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut lease = acct.lease().await?;
-        let result = run(&mut lease).await;
-        // A broken connection is not pooled again whatever this says (see `Lease`).
-        lease.release();
-        match result {
-            Ok(q) => return Ok(q),
-            Err(e) if e.is_transient() && attempt < 2 => continue,
-            // Offered, yet refused for this user: no quota applies. (A busy server's
-            // `NO [UNAVAILABLE]` is an error like any other, to be asked again.)
-            Err(ConnError::No { code, .. })
-                if !matches!(code.as_deref(), Some("UNAVAILABLE" | "INUSE" | "LIMIT")) =>
-            {
-                return Ok(Vec::new());
-            }
-            Err(e) => {
-                tracing::info!(user = %acct.creds.username, error = %e, "GETQUOTAROOT failed");
-                return Err(e.into());
-            }
+    let result = acct.read_retrying(None, |conn| Box::pin(run(conn))).await?;
+    match result {
+        Ok(q) => Ok(q),
+        // Offered, yet refused for this user: no quota applies. (A busy server's
+        // `NO [UNAVAILABLE]` is an error like any other, to be asked again.)
+        Err(ConnError::No { code, .. })
+            if !matches!(code.as_deref(), Some("UNAVAILABLE" | "INUSE" | "LIMIT")) =>
+        {
+            Ok(Vec::new())
+        }
+        Err(e) => {
+            tracing::info!(user = %acct.creds.username, error = %e, "GETQUOTAROOT failed");
+            Err(e.into())
         }
     }
 }

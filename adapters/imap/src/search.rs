@@ -32,30 +32,23 @@ pub(crate) async fn search(
     }
     // A literal may not hold NUL (RFC 3501 §4.3); no header or text part holds one either.
     let terms: Vec<String> = query.terms.iter().map(|t| t.replace('\0', "")).collect();
-    // Read-only, so a connection that died in the pool is worth one more try.
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        // A pooled connection that has the mailbox selected already needs no EXAMINE.
-        let mut lease = acct.lease_for(Some(mailbox)).await?;
-        let result = run(&mut lease, mailbox, &query.kind, &terms).await;
-        // A broken connection is not pooled again whatever this says (see `Lease`).
-        lease.release();
-        match result {
-            Ok(uids) => return Ok(uids.iter().map(u32::to_string).collect()),
-            Err(e) if e.is_transient() && attempt < 2 => continue,
-            Err(ConnError::No {
-                code: Some(code),
-                text,
-            }) if code == "BADCHARSET" => {
-                return Err(UpstreamError::Unsupported(format!(
-                    "the server cannot search in UTF-8: {text}"
-                )));
-            }
-            Err(e) => {
-                tracing::info!(user = %acct.creds.username, %mailbox, error = %e, "UID SEARCH failed");
-                return Err(e.into());
-            }
+    // A pooled connection that has the mailbox selected already needs no EXAMINE.
+    let result = acct
+        .read_retrying(Some(mailbox), |conn| {
+            Box::pin(run(conn, mailbox, &query.kind, &terms))
+        })
+        .await?;
+    match result {
+        Ok(uids) => Ok(uids.iter().map(u32::to_string).collect()),
+        Err(ConnError::No {
+            code: Some(code),
+            text,
+        }) if code == "BADCHARSET" => Err(UpstreamError::Unsupported(format!(
+            "the server cannot search in UTF-8: {text}"
+        ))),
+        Err(e) => {
+            tracing::info!(user = %acct.creds.username, %mailbox, error = %e, "UID SEARCH failed");
+            Err(e.into())
         }
     }
 }

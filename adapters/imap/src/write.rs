@@ -137,14 +137,7 @@ async fn create_mailbox(conn: &mut Conn, full: &str) -> Result<(), UpstreamError
         }
         Err(e) => return Err(e.into()),
     };
-    let mut parts = vec![Part::from("LIST \"\" ")];
-    push_astring(&mut parts, full);
-    let (untagged, _) = conn.run_ok(&parts).await?;
-    let listed = untagged.iter().any(|r| {
-        matches!(r, Response::Data(v)
-            if v.first().is_some_and(|x| x.is("LIST"))
-                && v.last().and_then(Value::text).as_deref() == Some(full))
-    });
+    let listed = crate::list::selectable(conn, full).await?.is_some();
     if listed { Ok(()) } else { Err(err.into()) }
 }
 
