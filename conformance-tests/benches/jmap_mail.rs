@@ -7,6 +7,7 @@
 //! samples (default 200) of:
 //!
 //! - `Email/query` inMailbox INBOX, receivedAt descending, limit 50, calculateTotal;
+//! - `Email/query` over all mail by size descending, limit 50 (the per-mailbox indexes merged);
 //! - `Email/get` of those 50 with a list view's properties;
 //! - `Email/changes` from the current state and from a state 10 changes back;
 //! - `Mailbox/get` (all mailboxes, with counts);
@@ -130,6 +131,19 @@ async fn run_size(n: usize, samples: usize) {
     })
     .await;
     report("Email/query (inMailbox, limit 50)", n, t);
+    // All mail by size: no index of its own, the per-mailbox ones merged.
+    let by_size = json!({
+        "sort": [{"property": "size", "isAscending": false}],
+        "limit": 50,
+        "calculateTotal": true
+    });
+    let t = time(samples, || async {
+        let q = g.call("Email/query", by_size.clone()).await;
+        assert_eq!(q["ids"].as_array().unwrap().len(), 50);
+        assert_eq!(q["total"], json!(n));
+    })
+    .await;
+    report("Email/query (all mail by size, limit 50)", n, t);
     let t = time(samples, || async {
         let r = g.call("Email/get", get.clone()).await;
         assert_eq!(r["list"].as_array().unwrap().len(), 50);
