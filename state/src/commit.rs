@@ -551,21 +551,18 @@ impl<'s> Batch<'s> {
                 .into_vec(),
             Tag::Plain,
         ));
+        // A mailbox's (or all mail's) size and sentAt entries.
+        let other_sorts = |base: &Key| {
+            [
+                base.clone().u8(sort::SIZE).u64(f.size),
+                base.clone()
+                    .u8(sort::SENT_AT)
+                    .i64(f.sent_at.unwrap_or(i64::MIN)),
+            ]
+            .map(|k| (cf::IDX_MAILBOX, k.raw(id).into_vec(), Tag::Plain))
+        };
         if f.mailbox_ids.is_empty() {
-            let base = Key::account(a).lp(b"");
-            out.push((
-                cf::IDX_MAILBOX,
-                base.clone().u8(sort::SIZE).u64(f.size).raw(id).into_vec(),
-                Tag::Plain,
-            ));
-            out.push((
-                cf::IDX_MAILBOX,
-                base.u8(sort::SENT_AT)
-                    .i64(f.sent_at.unwrap_or(i64::MIN))
-                    .raw(id)
-                    .into_vec(),
-                Tag::Plain,
-            ));
+            out.extend(other_sorts(&Key::account(a).lp(b"")));
         }
         for m in f.mailbox_ids.iter().map(|m| m.as_bytes()) {
             let base = Key::account(a).lp(m);
@@ -578,20 +575,7 @@ impl<'s> Batch<'s> {
                     .into_vec(),
                 Tag::Plain,
             ));
-            out.push((
-                cf::IDX_MAILBOX,
-                base.clone().u8(sort::SIZE).u64(f.size).raw(id).into_vec(),
-                Tag::Plain,
-            ));
-            out.push((
-                cf::IDX_MAILBOX,
-                base.clone()
-                    .u8(sort::SENT_AT)
-                    .i64(f.sent_at.unwrap_or(i64::MIN))
-                    .raw(id)
-                    .into_vec(),
-                Tag::Plain,
-            ));
+            out.extend(other_sorts(&base));
             out.push((
                 cf::IDX_MAILBOX_THREAD,
                 base.lp(&thread).i64(f.received_at).raw(id).into_vec(),

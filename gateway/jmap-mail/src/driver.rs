@@ -789,6 +789,27 @@ impl AccountSync {
         if let Some(b) = self.inner.store.blob_get(a, blob_id.clone()).await? {
             return Ok(b);
         }
+        let raw = self
+            .ask_the_copies(id, |upstream, mailbox, uid| {
+                upstream.fetch_message(mailbox, uid)
+            })
+            .await?;
+        self.inner.store.blob_put(a, blob_id, raw.clone()).await?;
+        Ok(raw)
+    }
+
+    /// Asks upstream for something of the Email `id` (`fetch` gets the mailbox's
+    /// `remote_id` and the uid there), trying its copies in turn until one answers; the last
+    /// copy's error when none does.
+    async fn ask_the_copies<T>(
+        &self,
+        id: &ObjectId,
+        fetch: impl for<'a> Fn(
+            &'a dyn Upstream,
+            &'a str,
+            &'a str,
+        ) -> upstream::BoxFuture<'a, Result<T, UpstreamError>>,
+    ) -> Result<T, SyncError> {
         let rec = self
             .email(id)
             .await?
@@ -798,16 +819,8 @@ impl AccountSync {
             let Some(remote) = self.remote_of(&mailbox_id) else {
                 continue;
             };
-            match self
-                .inner
-                .upstream
-                .fetch_message(&remote.remote_id, &uid)
-                .await
-            {
-                Ok(raw) => {
-                    self.inner.store.blob_put(a, blob_id, raw.clone()).await?;
-                    return Ok(raw);
-                }
+            match fetch(self.inner.upstream.as_ref(), &remote.remote_id, &uid).await {
+                Ok(v) => return Ok(v),
                 Err(e) => last_err = Some(e),
             }
         }
@@ -845,34 +858,24 @@ impl AccountSync {
         if let Some(bytes) = self.inner.store.blob_get(a, blob_id.clone()).await? {
             return Ok((bytes, None));
         }
-        let rec = self
-            .email(id)
-            .await?
-            .ok_or_else(|| SyncError::UnknownEmail(id.to_string()))?;
-        let mut last_err = None;
-        for (mailbox_id, uid) in rec.copies() {
-            let Some(remote) = self.remote_of(&mailbox_id) else {
-                continue;
-            };
-            match self
-                .inner
-                .upstream
-                .fetch_part(&remote.remote_id, &uid, part_id)
-                .await
-            {
-                Ok(entity) => match crate::body::entity_part_bytes(&entity) {
-                    Some((bytes, media_type)) => {
-                        self.inner.store.blob_put(a, blob_id, bytes.clone()).await?;
-                        return Ok((bytes, Some(media_type)));
-                    }
-                    None => return from_whole(&self.raw_message(id).await?),
-                },
-                Err(UpstreamError::Unsupported(_)) => {
-                    return from_whole(&self.raw_message(id).await?);
+        let fetched = self
+            .ask_the_copies(id, |upstream, mailbox, uid| {
+                let part_id = part_id.to_owned();
+                Box::pin(async move { upstream.fetch_part(mailbox, uid, &part_id).await })
+            })
+            .await;
+        match fetched {
+            Ok(entity) => match crate::body::entity_part_bytes(&entity) {
+                Some((bytes, media_type)) => {
+                    self.inner.store.blob_put(a, blob_id, bytes.clone()).await?;
+                    Ok((bytes, Some(media_type)))
                 }
-                Err(e) => last_err = Some(e),
+                None => from_whole(&self.raw_message(id).await?),
+            },
+            Err(SyncError::Upstream(UpstreamError::Unsupported(_))) => {
+                from_whole(&self.raw_message(id).await?)
             }
+            Err(e) => Err(e),
         }
-        Err(last_err.map_or_else(|| SyncError::UnknownEmail(id.to_string()), SyncError::from))
     }
 }
