@@ -2,7 +2,9 @@
 //! index entries, derived counters, change-log entries, new modseqs and sync cursors.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 

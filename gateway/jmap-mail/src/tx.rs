@@ -5,7 +5,7 @@
 //! thread, ...). The store has no general key-value space, so they live as named sync
 //! cursors, which are written atomically in the same batch as the objects. See [`names`].
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use state::{AccountId, Commit, DataType, EmailQuery, EmailSort, EmailSource, ObjectId, Store};
 
@@ -110,6 +110,9 @@ pub(crate) struct Tx<'s> {
     emails_read: HashMap<String, Option<EmailRecord>>,
     /// The previous transaction's Emails, serialized, while its commit may be in flight.
     emails_carried: HashMap<String, Option<Vec<u8>>>,
+    /// Message-ID → its entry's name ([`names::msgid`] hashes, and a new message's
+    /// references are looked up, then written).
+    msgid_names: HashMap<String, Vec<u8>>,
     pending: Option<std::sync::Arc<Pending>>,
     pub stats: TxStats,
 }
@@ -128,6 +131,7 @@ impl<'s> Tx<'s> {
             kv_read: HashMap::new(),
             emails_read: HashMap::new(),
             emails_carried: HashMap::new(),
+            msgid_names: HashMap::new(),
             pending: None,
             stats: TxStats::default(),
         }
@@ -228,6 +232,16 @@ impl<'s> Tx<'s> {
             self.kv_read.insert(n, v);
         }
         Ok(())
+    }
+
+    /// [`names::msgid`] of `id`, computed once per transaction.
+    pub fn msgid_name(&mut self, id: &str) -> Vec<u8> {
+        if let Some(n) = self.msgid_names.get(id) {
+            return n.clone();
+        }
+        let n = names::msgid(id);
+        self.msgid_names.insert(id.to_owned(), n.clone());
+        n
     }
 
     pub fn put_email(&mut self, rec: EmailRecord) {
