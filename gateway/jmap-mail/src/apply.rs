@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use state::{AccountId, Committed, DataType, Store};
+use state::{AccountId, Committed, DataType, ObjectId, Store};
 use upstream::{MailboxRole, MessageChange, RemoteMailbox, RemoteMessage, SyncBatch};
 
 use crate::headers::{self, base_subject};
@@ -81,7 +81,8 @@ fn assign_thread(tx: &mut Tx<'_>, rec: &EmailRecord, hint: Option<&str>) -> stat
     let mut chosen: Option<String> = None;
     let mut known: HashSet<&String> = HashSet::new();
     for r in &ordered {
-        if let Some(t) = tx.get_str(&names::msgid(r))? {
+        let name = tx.msgid_name(r);
+        if let Some(t) = tx.get_str(&name)? {
             known.insert(r);
             if chosen.is_none() {
                 // Stores written before threads stopped merging may hold aliases.
@@ -106,7 +107,8 @@ fn assign_thread(tx: &mut Tx<'_>, rec: &EmailRecord, hint: Option<&str>) -> stat
     // Message-IDs nobody claimed yet lead here from now on; claimed ones stay where they are.
     for r in ordered {
         if !known.contains(r) {
-            tx.set(names::msgid(r), thread.clone());
+            let name = tx.msgid_name(r);
+            tx.set(name, thread.clone());
         }
     }
     Ok(thread)
@@ -115,11 +117,11 @@ fn assign_thread(tx: &mut Tx<'_>, rec: &EmailRecord, hint: Option<&str>) -> stat
 fn new_record(
     tx: &mut Tx<'_>,
     m: &RemoteMessage,
+    id: ObjectId,
     parsed: Option<headers::ParsedHeaders>,
     mailbox: &str,
     epoch: u32,
 ) -> state::Result<EmailRecord> {
-    let id = email_id(&m.fingerprint);
     let h = parsed.unwrap_or_else(|| headers::parse(&m.header_block));
     let mut copies = MailboxCopies {
         epoch,
@@ -162,22 +164,27 @@ pub struct BatchApplied {
     pub commit_time: std::time::Duration,
 }
 
+/// What [`prefetch`] learned about a batch, by position in it.
+struct Prefetched {
+    /// The Email id of each upserted message (`None` for other changes).
+    ids: Vec<Option<ObjectId>>,
+    /// The parsed headers of each message that is new to the store.
+    parsed: Vec<Option<headers::ParsedHeaders>>,
+}
+
 /// Reads ahead, in a few multi-gets, everything applying `batch` will look up: the
 /// mailbox's epoch, the uid → Email entries, the Emails, and for new messages the
-/// Message-ID → thread entries with those threads' aliases and subjects. Returns the parsed
-/// headers of the new messages, by position in the batch.
-fn prefetch(
-    tx: &mut Tx<'_>,
-    mailbox: &str,
-    batch: &SyncBatch,
-) -> state::Result<HashMap<usize, headers::ParsedHeaders>> {
+/// Message-ID → thread entries with those threads' aliases and subjects.
+fn prefetch(tx: &mut Tx<'_>, mailbox: &str, batch: &SyncBatch) -> state::Result<Prefetched> {
     let uid_of = |c: &MessageChange| -> String {
         match c {
             MessageChange::Upsert(m) => m.uid.clone(),
             MessageChange::Keywords { uid, .. } | MessageChange::Removed { uid } => uid.clone(),
         }
     };
-    let mut kv = vec![names::epoch(mailbox), names::resetting(mailbox)];
+    let n = batch.changes.len();
+    let mut kv = Vec::with_capacity(n + 2);
+    kv.extend([names::epoch(mailbox), names::resetting(mailbox)]);
     kv.extend(
         batch
             .changes
@@ -185,29 +192,31 @@ fn prefetch(
             .map(|c| names::loc(mailbox, &uid_of(c))),
     );
     tx.preload_kv(kv)?;
-    let mut ids: Vec<String> = Vec::with_capacity(batch.changes.len());
-    let mut new_ids: Vec<Option<String>> = Vec::with_capacity(batch.changes.len());
+    let mut wanted: Vec<String> = Vec::with_capacity(n);
+    let mut ids: Vec<Option<ObjectId>> = Vec::with_capacity(n);
     for c in &batch.changes {
         if let Some(id) = tx.get_str(&names::loc(mailbox, &uid_of(c)))? {
-            ids.push(id);
+            wanted.push(id);
         }
         match c {
             MessageChange::Upsert(m) => {
-                let id = email_id(&m.fingerprint).as_str().to_owned();
-                ids.push(id.clone());
-                new_ids.push(Some(id));
+                let id = email_id(&m.fingerprint);
+                wanted.push(id.as_str().to_owned());
+                ids.push(Some(id));
             }
-            _ => new_ids.push(None),
+            _ => ids.push(None),
         }
     }
-    tx.preload_emails(ids)?;
-    let mut parsed = HashMap::new();
+    tx.preload_emails(wanted)?;
+    let mut parsed = Vec::with_capacity(n);
     let mut mids: Vec<Vec<u8>> = Vec::new();
-    for (i, (c, id)) in batch.changes.iter().zip(new_ids).enumerate() {
+    for (c, id) in batch.changes.iter().zip(&ids) {
         let (MessageChange::Upsert(m), Some(id)) = (c, id) else {
+            parsed.push(None);
             continue;
         };
-        if tx.email_exists(&id)? {
+        if tx.email_exists(id.as_str())? {
+            parsed.push(None);
             continue;
         }
         let h = headers::parse(&m.header_block);
@@ -218,10 +227,10 @@ fn prefetch(
                 .chain(&h.in_reply_to)
                 .chain(&h.references)
             {
-                mids.push(names::msgid(r));
+                mids.push(tx.msgid_name(r));
             }
         }
-        parsed.insert(i, h);
+        parsed.push(Some(h));
     }
     tx.preload_kv(mids.iter().cloned())?;
     let mut threads: Vec<Vec<u8>> = Vec::new();
@@ -232,7 +241,7 @@ fn prefetch(
         }
     }
     tx.preload_kv(threads)?;
-    Ok(parsed)
+    Ok(Prefetched { ids, parsed })
 }
 
 /// Applies one batch of one mailbox (JMAP id `mailbox`) and its cursor in one commit (the
@@ -270,7 +279,7 @@ pub(crate) fn build_batch(
     batch: &SyncBatch,
     carry: bool,
 ) -> state::Result<Built> {
-    let mut parsed = prefetch(&mut tx, mailbox, batch)?;
+    let Prefetched { ids, mut parsed } = prefetch(&mut tx, mailbox, batch)?;
     let mut epoch: u32 = tx
         .get_str(&names::epoch(mailbox))?
         .and_then(|e| e.parse().ok())
@@ -283,7 +292,7 @@ pub(crate) fn build_batch(
     for (i, change) in batch.changes.iter().enumerate() {
         match change {
             MessageChange::Upsert(m) => {
-                let id = email_id(&m.fingerprint);
+                let id = ids[i].clone().unwrap_or_else(|| email_id(&m.fingerprint));
                 if let Some(old) = located(&mut tx, mailbox, &m.uid)?
                     && old.id != id.as_str()
                 {
@@ -304,7 +313,7 @@ pub(crate) fn build_batch(
                         copies.uids.insert(m.uid.clone(), m.keywords.clone());
                         rec
                     }
-                    None => new_record(&mut tx, m, parsed.remove(&i), mailbox, epoch)?,
+                    None => new_record(&mut tx, m, id, parsed[i].take(), mailbox, epoch)?,
                 };
                 tx.set(names::loc(mailbox, &m.uid), rec.id.clone());
                 tx.put_email(rec);
