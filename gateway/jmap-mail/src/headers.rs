@@ -1,7 +1,9 @@
 //! The header fields JMAP exposes, parsed from a raw header block with mail-parser, and the
 //! base subject threading compares.
 
-use mail_parser::{Address, HeaderValue, MessageParser};
+use std::sync::OnceLock;
+
+use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
 use crate::records::EmailAddress;
 
@@ -39,8 +41,33 @@ fn addresses(a: Option<&Address<'_>>) -> Vec<EmailAddress> {
         .collect()
 }
 
+/// A parser for the fields [`ParsedHeaders`] keeps, each with the parser mail-parser uses
+/// for it by default; every other field is skipped unparsed. Real mail carries many
+/// `Received`, `DKIM-Signature` and list fields, and parsing them was a large part of an
+/// initial sync's header work.
+fn parser() -> &'static MessageParser {
+    static PARSER: OnceLock<MessageParser> = OnceLock::new();
+    PARSER.get_or_init(|| {
+        MessageParser::new()
+            .with_message_ids()
+            .header_text(HeaderName::Subject)
+            .header_date(HeaderName::Date)
+            .header_address(HeaderName::From)
+            .header_address(HeaderName::Sender)
+            .header_address(HeaderName::ReplyTo)
+            .header_address(HeaderName::To)
+            .header_address(HeaderName::Cc)
+            .header_address(HeaderName::Bcc)
+            .default_header_ignore()
+    })
+}
+
 pub fn parse(header_block: &[u8]) -> ParsedHeaders {
-    let Some(m) = MessageParser::default().parse_headers(header_block) else {
+    parse_with(parser(), header_block)
+}
+
+fn parse_with(parser: &MessageParser, header_block: &[u8]) -> ParsedHeaders {
+    let Some(m) = parser.parse_headers(header_block) else {
         return ParsedHeaders::default();
     };
     ParsedHeaders {
@@ -139,5 +166,34 @@ In-Reply-To: <m0@example.test>\r\nReferences: <r1@example.test> <m0@example.test
         assert_eq!(p.sent_at, Some(1767258000));
         assert_eq!(p.from[0].name.as_deref(), Some("Jörg"));
         assert_eq!(p.to.len(), 2);
+    }
+
+    #[test]
+    fn skipping_other_fields_changes_nothing_that_is_kept() {
+        let blocks: [&[u8]; 4] = [
+            b"Received: from mx.example.test (mx [192.0.2.1]) by in.example.test\r\n\t(Postfix) with ESMTPS id 4F; Thu, 01 Jan 2026 10:00:00 +0100\r\n\
+DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=s1;\r\n h=from:to:subject; bh=abc=; b=def=\r\n\
+List-Id: <list.example.test>\r\nList-Unsubscribe: <mailto:u@example.test>\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\nX-Custom: =?utf-8?q?x?=\r\n\
+From: \"Ann\" <ann@example.test>\r\nSender: s@example.test\r\nReply-To: r@example.test\r\n\
+To: undisclosed-recipients:;\r\nCc: G: a@example.test, b@example.test;\r\nBcc: c@example.test\r\n\
+Subject: =?utf-8?b?w5xiZXI=?= folded\r\n  subject\r\nDate: 1 Jan 2026 10:00 -0000\r\n\
+Message-ID: <one@example.test>\r\nIn-Reply-To: <p@example.test> (comment)\r\n\
+References: <a@example.test>\r\n <b@example.test>\r\n\r\n",
+            b"Subject: twice\r\nSubject: second\r\nMessage-ID: <a@x>\r\nMessage-ID: <b@x>\r\n\r\n",
+            b"Date: not a date\r\nFrom: broken <\r\nReferences: no angle brackets\r\n\r\n",
+            b"X-Only: other fields\r\nReceived: by x; Thu, 01 Jan 2026 10:00:00 +0000\r\n\
+Subject: after skipped fields\r\n\r\n",
+        ];
+        for b in blocks {
+            let kept = parse(b);
+            assert_eq!(kept, parse_with(&MessageParser::default(), b));
+            assert_ne!(
+                kept,
+                ParsedHeaders::default(),
+                "{}",
+                String::from_utf8_lossy(b)
+            );
+        }
     }
 }
