@@ -163,8 +163,13 @@ impl Store {
         for op in commit.ops {
             b.apply(op)?;
         }
+        b.write_objects()?;
         b.derive()?;
-        for (name, value) in &commit.cursors {
+        // In key order, like the objects (see `Batch::write_objects`); a stable sort, so
+        // the last write of a name still wins.
+        let mut cursors = commit.cursors;
+        cursors.sort_by(|x, y| x.0.cmp(&y.0));
+        for (name, value) in &cursors {
             let k = keys::cursor_key(account, name);
             match value {
                 Some(v) => b.wb.put_cf(self.cf(cf::SYNC_CURSORS)?, k, v),
@@ -306,7 +311,11 @@ struct Batch<'s> {
     objects: HashMap<(DataType, Vec<u8>), Option<Vec<u8>>>,
     facts: HashMap<Vec<u8>, Option<EmailFacts>>,
     modseqs: BTreeMap<DataType, ModseqRec>,
+    /// The objects the operations wrote (created, replaced or destroyed); their final
+    /// values are in `objects`.
     explicit: HashSet<(DataType, Vec<u8>)>,
+    /// The Emails whose facts the operations changed; final values in `facts`.
+    facts_written: Vec<Vec<u8>>,
     index: BTreeMap<(&'static str, Vec<u8>), IndexEdit>,
     mailboxes: BTreeMap<Vec<u8>, (MailboxCounts, [i64; 4])>,
     threads: BTreeMap<Vec<u8>, ThreadAgg>,
@@ -329,6 +338,7 @@ impl<'s> Batch<'s> {
             facts: HashMap::new(),
             modseqs: BTreeMap::new(),
             explicit: HashSet::new(),
+            facts_written: Vec::new(),
             index: BTreeMap::new(),
             mailboxes: BTreeMap::new(),
             threads: BTreeMap::new(),
@@ -429,7 +439,6 @@ impl<'s> Batch<'s> {
     }
 
     fn apply(&mut self, op: Op) -> Result<()> {
-        let a = self.account;
         match op {
             Op::Put {
                 data_type,
@@ -454,24 +463,11 @@ impl<'s> Batch<'s> {
                 } else {
                     ChangeKind::Created
                 };
-                self.wb.put_cf(
-                    self.store.cf(cf::OBJECTS)?,
-                    keys::object_key(a, data_type, &id),
-                    &bytes,
-                );
                 self.objects.insert((data_type, id.clone()), Some(bytes));
                 if data_type == DataType::Email && old_facts != new_facts {
-                    let fk = keys::facts_key(a, &id);
-                    match &new_facts {
-                        Some(f) => self.wb.put_cf(
-                            self.store.cf(cf::EMAIL_FACTS)?,
-                            fk,
-                            keys::encode_facts(f),
-                        ),
-                        None => self.wb.delete_cf(self.store.cf(cf::EMAIL_FACTS)?, fk),
-                    }
                     self.email_change(&id, old_facts.as_ref(), new_facts.as_ref())?;
                     self.facts.insert(id.clone(), new_facts);
+                    self.facts_written.push(id.clone());
                 }
                 self.log(data_type, &id, kind, 0)?;
                 self.explicit.insert((data_type, id));
@@ -481,21 +477,50 @@ impl<'s> Batch<'s> {
                 if !self.exists(data_type, &id)? {
                     return Ok(());
                 }
-                self.wb.delete_cf(
-                    self.store.cf(cf::OBJECTS)?,
-                    keys::object_key(a, data_type, &id),
-                );
                 self.objects.insert((data_type, id.clone()), None);
                 if data_type == DataType::Email
                     && let Some(old) = self.current_facts(&id)?
                 {
-                    self.wb
-                        .delete_cf(self.store.cf(cf::EMAIL_FACTS)?, keys::facts_key(a, &id));
                     self.email_change(&id, Some(&old), None)?;
                     self.facts.insert(id.clone(), None);
+                    self.facts_written.push(id.clone());
                 }
                 self.log(data_type, &id, ChangeKind::Destroyed, 0)?;
                 self.explicit.insert((data_type, id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the final value of every object and Email facts the operations changed, in
+    /// key order. Operations come in id order, which for Emails is hash order; RocksDB's
+    /// memtable insert starts its search from where the previous insert into the same
+    /// family landed, so sorted keys make most inserts a short step instead of a walk down
+    /// the skiplist.
+    fn write_objects(&mut self) -> Result<()> {
+        let a = self.account;
+        let objects = self.store.cf(cf::OBJECTS)?;
+        let mut written: Vec<_> = self
+            .explicit
+            .iter()
+            .map(|k| (keys::object_key(a, k.0, &k.1), k))
+            .collect();
+        written.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        for (key, t_id) in written {
+            match self.objects.get(t_id) {
+                Some(Some(v)) => self.wb.put_cf(objects, key, v),
+                _ => self.wb.delete_cf(objects, key),
+            }
+        }
+        let facts = self.store.cf(cf::EMAIL_FACTS)?;
+        let mut ids = std::mem::take(&mut self.facts_written);
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let key = keys::facts_key(a, &id);
+            match self.facts.get(&id) {
+                Some(Some(f)) => self.wb.put_cf(facts, key, keys::encode_facts(f)),
+                _ => self.wb.delete_cf(facts, key),
             }
         }
         Ok(())
