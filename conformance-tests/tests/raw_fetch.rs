@@ -135,12 +135,19 @@ async fn a_missing_message_is_not_found_and_keeps_the_connection() {
         .unwrap();
     missing_keeps_the_connection(&acct, &proxy, ("INBOX", &doomed_uid), kept_msg, |_| true).await;
 
-    // The mailbox deleted by another client: the server's NO is in the error.
+    // The mailbox deleted by another client: the server's NO is in the error, for the
+    // whole message and for one part of it alike.
     c.delete("Doomed").await.unwrap();
     missing_keeps_the_connection(&acct, &proxy, ("Doomed", &elsewhere_uid), kept_msg, |m| {
         m.contains("doesn't exist")
     })
     .await;
+    let part = acct.fetch_part("Doomed", &elsewhere_uid, "1").await;
+    assert!(
+        matches!(&part, Err(UpstreamError::NotFound(m)) if m.contains("the mailbox is gone")),
+        "{part:?}"
+    );
+    assert_eq!((connects(&acct), discarded(&acct)), (1, 0));
 
     // Not a uid at all.
     for bad in ["0", "-1", "1:*", "x"] {

@@ -22,10 +22,13 @@
 //! The part id comes from a client (inside a blob id): it must be a section number — digits
 //! and dots, no empty component, no leading zero, bounded — and the section written on the
 //! wire is formatted from the parsed numbers, never copied from the input.
+//!
+//! A mailbox deleted since the last sync is [`UpstreamError::NotFound`], as for the whole
+//! message (see [`crate::raw::examine`]), so the download is a 404 rather than a failure.
 
 use upstream::UpstreamError;
 
-use crate::account::{ImapAccount, ensure_selected};
+use crate::account::ImapAccount;
 use crate::conn::{Conn, ConnError, Part};
 use crate::proto::{Response, Value};
 
@@ -143,6 +146,8 @@ enum Missing {
     Part,
     /// The server answered the uid without the item asked for.
     Item(String),
+    /// The EXAMINE was refused (with this text) and LIST does not show the mailbox.
+    Mailbox(String),
 }
 
 /// The octets of FETCH item `name` of `uid` in `untagged`.
@@ -181,6 +186,9 @@ pub(crate) async fn fetch_part(
         Ok(Ok(entity)) => Ok(entity),
         Ok(Err(Missing::Message)) => Err(no_message()),
         Ok(Err(Missing::Part)) => Err(no_part()),
+        Ok(Err(Missing::Mailbox(text))) => Err(UpstreamError::NotFound(format!(
+            "no message {uid} in {mailbox}: the mailbox is gone ({text})"
+        ))),
         Ok(Err(Missing::Item(name))) => Err(UpstreamError::Protocol(format!(
             "the FETCH reply for message {uid} in {mailbox} has no {name}"
         ))),
@@ -198,7 +206,9 @@ async fn run(
     uid: u32,
     path: &[u32],
 ) -> Result<Result<Vec<u8>, Missing>, ConnError> {
-    ensure_selected(conn, mailbox, false).await?;
+    if let Err(text) = crate::raw::examine(conn, mailbox).await? {
+        return Ok(Err(Missing::Mailbox(text)));
+    }
     let (untagged, _) = conn
         .run_ok(&[Part::from(format!("UID FETCH {uid} (UID BODYSTRUCTURE)"))])
         .await?;

@@ -63,24 +63,35 @@ enum Missing {
     Mailbox(String),
 }
 
+/// EXAMINE `mailbox` unless the connection has it selected already, for reading a message
+/// in it. The inner error is the server's text when it refused and LIST no longer shows
+/// the mailbox as selectable: the mailbox is gone (deleted since the last sync). Dovecot 2.3
+/// answers the EXAMINE of a deleted mailbox with a plain `NO Mailbox doesn't exist`, no
+/// NONEXISTENT code, so LIST tells a mailbox that is gone from one the server will not open
+/// now.
+pub(crate) async fn examine(
+    conn: &mut Conn,
+    mailbox: &str,
+) -> Result<Result<(), String>, ConnError> {
+    match ensure_selected(conn, mailbox, false).await {
+        Ok(_) => Ok(Ok(())),
+        Err(ConnError::No { text, .. })
+            if crate::list::selectable(conn, mailbox).await? != Some(true) =>
+        {
+            Ok(Err(text))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// EXAMINE (unless selected already) and the FETCH; the inner error says what is missing.
 async fn run(
     conn: &mut Conn,
     mailbox: &str,
     uid: u32,
 ) -> Result<Result<Vec<u8>, Missing>, ConnError> {
-    if let Err(e) = ensure_selected(conn, mailbox, false).await {
-        // Dovecot 2.3 answers the EXAMINE of a deleted mailbox with a plain `NO Mailbox
-        // doesn't exist`, no NONEXISTENT code: LIST tells a mailbox that is gone from one
-        // the server will not open now.
-        return match e {
-            ConnError::No { text, .. }
-                if crate::list::selectable(conn, mailbox).await? != Some(true) =>
-            {
-                Ok(Err(Missing::Mailbox(text)))
-            }
-            e => Err(e),
-        };
+    if let Err(text) = examine(conn, mailbox).await? {
+        return Ok(Err(Missing::Mailbox(text)));
     }
     let (untagged, _) = conn
         .run_ok(&[Part::from(format!("UID FETCH {uid} (UID BODY.PEEK[])"))])
