@@ -353,6 +353,11 @@ impl<'s> Batch<'s> {
     /// hold "what the store holds now" until an operation replaces them.
     fn preload(&mut self, ops: &[Op]) -> Result<()> {
         let a = self.account;
+        // Sized once: growing them op by op rehashed into fresh memory on every commit.
+        self.objects.reserve(ops.len());
+        self.facts.reserve(ops.len());
+        self.explicit.reserve(ops.len());
+        self.facts_written.reserve(ops.len());
         let mut obj_keys: Vec<(DataType, Vec<u8>)> = Vec::with_capacity(ops.len());
         let mut seen: HashSet<(DataType, &[u8])> = HashSet::with_capacity(ops.len());
         for op in ops {

@@ -279,6 +279,7 @@ pub(crate) fn build_batch(
     batch: &SyncBatch,
     carry: bool,
 ) -> state::Result<Built> {
+    tx.reserve(batch.changes.len());
     let Prefetched { ids, mut parsed } = prefetch(&mut tx, mailbox, batch)?;
     let mut epoch: u32 = tx
         .get_str(&names::epoch(mailbox))?
