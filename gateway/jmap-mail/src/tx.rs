@@ -20,38 +20,53 @@ pub(crate) mod names {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d.as_ref()[..15])
     }
 
+    /// `prefix` followed by `parts`, as one name. Names are built for every message of a
+    /// sync batch, so without `format!`'s machinery.
+    fn name(prefix: &str, parts: &[&str]) -> Vec<u8> {
+        let len = prefix.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(prefix.as_bytes());
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b'/');
+            }
+            out.extend_from_slice(p.as_bytes());
+        }
+        out
+    }
+
     /// The adapter's opaque cursor of a mailbox.
     pub fn sync(mailbox: &str) -> Vec<u8> {
-        format!("sync/{mailbox}").into_bytes()
+        name("sync/", &[mailbox])
     }
     /// Which Email a (mailbox, uid) holds.
     pub fn loc(mailbox: &str, uid: &str) -> Vec<u8> {
-        format!("loc/{mailbox}/{uid}").into_bytes()
+        name("loc/", &[mailbox, uid])
     }
     /// The thread of a Message-ID (seen or referenced).
     pub fn msgid(id: &str) -> Vec<u8> {
-        format!("mid/{}", short_hash(&id.to_ascii_lowercase())).into_bytes()
+        name("mid/", &[&short_hash(&id.to_ascii_lowercase())])
     }
     /// A thread merged into another (written by earlier versions, which merged threads;
     /// still followed when read).
     pub fn alias(thread: &str) -> Vec<u8> {
-        format!("tal/{thread}").into_bytes()
+        name("tal/", &[thread])
     }
     /// The base subject of a thread.
     pub fn subject(thread: &str) -> Vec<u8> {
-        format!("tsub/{thread}").into_bytes()
+        name("tsub/", &[thread])
     }
     /// A mailbox's reset epoch (bumped when upstream voids its uids).
     pub fn epoch(mailbox: &str) -> Vec<u8> {
-        format!("ep/{mailbox}").into_bytes()
+        name("ep/", &[mailbox])
     }
     /// Present while a reset pass of the mailbox has not completed.
     pub fn resetting(mailbox: &str) -> Vec<u8> {
-        format!("rs/{mailbox}").into_bytes()
+        name("rs/", &[mailbox])
     }
     /// The mailbox's identity across renames, as the adapter last reported it.
     pub fn identity(mailbox: &str) -> Vec<u8> {
-        format!("mbid/{mailbox}").into_bytes()
+        name("mbid/", &[mailbox])
     }
 }
 
@@ -424,5 +439,26 @@ impl<'s> Tx<'s> {
             }
         }
         (c, stats, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    /// The names are keys in stores already written: they must never change.
+    #[test]
+    fn entry_names_are_stable() {
+        assert_eq!(names::sync("Mab"), b"sync/Mab");
+        assert_eq!(names::loc("Mab", "42"), b"loc/Mab/42");
+        assert_eq!(
+            names::msgid("ABC@Example.test"),
+            b"mid/TyyxbXLwrFRaqnS7CLp0"
+        );
+        assert_eq!(names::alias("Tx"), b"tal/Tx");
+        assert_eq!(names::subject("Tx"), b"tsub/Tx");
+        assert_eq!(names::epoch("Mab"), b"ep/Mab");
+        assert_eq!(names::resetting("Mab"), b"rs/Mab");
+        assert_eq!(names::identity("Mab"), b"mbid/Mab");
     }
 }
