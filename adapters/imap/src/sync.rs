@@ -427,6 +427,7 @@ async fn initial(
         let Some(tag) = inflight.front().map(|f| f.0.clone()) else {
             break;
         };
+        let read_started = std::time::Instant::now();
         collect_fetches(
             conn,
             &tag,
@@ -452,6 +453,10 @@ async fn initial(
         st.low = min;
         let done = total - st.all.below(st.low).len();
         let changes = msgs.into_iter().map(MessageChange::Upsert).collect();
+        // How long the batch took to arrive (and parse), and how long the sink held it back:
+        // which side a slow initial sync waits on.
+        let read_ms = read_started.elapsed().as_millis() as u64;
+        let emit_started = std::time::Instant::now();
         em.emit(
             changes,
             Cursor::Initial(st.clone()),
@@ -459,7 +464,8 @@ async fn initial(
             Some((done, total)),
         )
         .await?;
-        tracing::debug!(mailbox = %em.mailbox, done, total, "initial sync progress");
+        let emit_ms = emit_started.elapsed().as_millis() as u64;
+        tracing::debug!(mailbox = %em.mailbox, done, total, read_ms, emit_ms, "initial sync progress");
     }
     // Catch up with what changed since the start, from the state at the start.
     let steady = SteadyState {

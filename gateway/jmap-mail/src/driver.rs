@@ -277,6 +277,7 @@ async fn build_and_commit(batch: SyncBatch, t: BatchTask) -> Result<(), Upstream
         .run(move |s| s.write_commit(commit))
         .await
         .map_err(store_err)?;
+    let write_ms = started.elapsed().as_millis() as u64;
     drop(finish);
     let _ = written.send(());
     if let Some(task) = previous {
@@ -302,7 +303,7 @@ async fn build_and_commit(batch: SyncBatch, t: BatchTask) -> Result<(), Upstream
     }
     tracing::debug!(account = %inner.account, mailbox = %remote_id, changes, complete, reset,
         written = stats.emails_written, destroyed = stats.emails_destroyed,
-        commit_ms, "batch committed");
+        write_ms, commit_ms, "batch committed");
     Ok(())
 }
 
