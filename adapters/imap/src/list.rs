@@ -189,19 +189,16 @@ pub(crate) async fn list(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::proto::parse_response;
+    use crate::proto::parse_lines;
 
     #[test]
     fn a_mailbox_is_selectable_when_listed_without_noselect() {
-        let r: Vec<Response> = [
+        let r = parse_lines(&[
             &b"* LIST (\\HasNoChildren) \"/\" Work/Reports\r\n"[..],
             b"* LIST (\\Noselect \\HasChildren) \"/\" Work\r\n",
             b"* LIST (\\NonExistent) \"/\" Gone\r\n",
             b"* LIST () \"/\" \"With Space\"\r\n",
-        ]
-        .iter()
-        .map(|l| parse_response(l).unwrap())
-        .collect();
+        ]);
         assert_eq!(selectable_in(&r, "Work/Reports"), Some(true));
         assert_eq!(selectable_in(&r, "With Space"), Some(true));
         assert_eq!(selectable_in(&r, "Work"), Some(false));

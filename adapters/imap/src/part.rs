@@ -250,11 +250,7 @@ fn content_command(uid: u32, path: &[u32], located: Located) -> (String, Vec<Str
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::proto::parse_response;
-
-    fn responses(lines: &[&[u8]]) -> Vec<Response> {
-        lines.iter().map(|l| parse_response(l).unwrap()).collect()
-    }
+    use crate::proto::parse_lines;
 
     #[test]
     fn part_ids_must_be_section_numbers() {
@@ -314,7 +310,7 @@ mod tests {
     const SINGLE_RFC822: &[u8] = b"* 2 FETCH (UID 9 BODYSTRUCTURE (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 50 (NIL \"inner\" NIL NIL NIL NIL NIL NIL NIL NIL) (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 0 NIL NIL NIL NIL) 3 NIL NIL NIL NIL))\r\n";
 
     fn locate_in(reply: &[u8], uid: u32, part_id: &str) -> Option<Located> {
-        let r = responses(&[reply]);
+        let r = parse_lines(&[reply]);
         let bs = item(&r, uid, "BODYSTRUCTURE").unwrap().unwrap();
         locate(bs, &section_path(part_id).unwrap())
     }
@@ -345,7 +341,7 @@ mod tests {
 
     #[test]
     fn items_are_read_for_the_uid_asked() {
-        let r = responses(&[
+        let r = parse_lines(&[
             // An unsolicited flag change of another message comes first.
             b"* 1 FETCH (UID 4 FLAGS (\\Seen))\r\n",
             b"* 2 FETCH (UID 5 BODY[2.1.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n BODY[2.1] {8}\r\nalt text)\r\n",
@@ -364,7 +360,7 @@ mod tests {
             Err(Missing::Item("BODY[2.1]".into()))
         );
         // Items split over two responses of the same message.
-        let r = responses(&[
+        let r = parse_lines(&[
             b"* 2 FETCH (UID 5 BODY[1.MIME] {2}\r\n\r\n)\r\n",
             b"* 2 FETCH (BODY[1] NIL UID 5)\r\n",
         ]);

@@ -251,6 +251,13 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, ParseError> {
     })
 }
 
+/// Parses each of `lines` as a whole response, for unit tests of code that reads replies.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn parse_lines(lines: &[&[u8]]) -> Vec<Response> {
+    lines.iter().map(|l| parse_response(l).unwrap()).collect()
+}
+
 fn excerpt(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(120)]).into_owned()
 }

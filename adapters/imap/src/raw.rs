@@ -142,21 +142,18 @@ fn fetch_error(mailbox: &str, uid: u32, e: ConnError) -> UpstreamError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::proto::parse_response;
+    use crate::proto::parse_lines;
 
     #[test]
     fn the_body_is_read_for_the_uid_asked() {
-        let r: Vec<Response> = [
+        let r = parse_lines(&[
             // An unsolicited flag change of another message comes first.
             &b"* 1 FETCH (UID 4 FLAGS (\\Seen))\r\n"[..],
             b"* 2 FETCH (UID 5 BODY[] {12}\r\nSubject: x\r\n)\r\n",
             b"* 3 FETCH (BODY[] NIL UID 6)\r\n",
             b"* 4 FETCH (UID 8 BODY[] \"\")\r\n",
             b"* 5 FETCH (UID 9 BODY[] {0}\r\n)\r\n",
-        ]
-        .iter()
-        .map(|l| parse_response(l).unwrap())
-        .collect();
+        ]);
         assert_eq!(body_of(&r, 5), Some(&b"Subject: x\r\n"[..]));
         assert_eq!(body_of(&r, 4), None, "flags only");
         assert_eq!(body_of(&r, 6), None, "NIL");

@@ -280,7 +280,10 @@ pub(crate) fn build_batch(
     carry: bool,
 ) -> state::Result<Built> {
     tx.reserve(batch.changes.len());
-    let Prefetched { ids, mut parsed } = prefetch(&mut tx, mailbox, batch)?;
+    let Prefetched {
+        mut ids,
+        mut parsed,
+    } = prefetch(&mut tx, mailbox, batch)?;
     let mut epoch: u32 = tx
         .get_str(&names::epoch(mailbox))?
         .and_then(|e| e.parse().ok())
@@ -293,7 +296,7 @@ pub(crate) fn build_batch(
     for (i, change) in batch.changes.iter().enumerate() {
         match change {
             MessageChange::Upsert(m) => {
-                let id = ids[i].clone().unwrap_or_else(|| email_id(&m.fingerprint));
+                let id = ids[i].take().unwrap_or_else(|| email_id(&m.fingerprint));
                 if let Some(old) = located(&mut tx, mailbox, &m.uid)?
                     && old.id != id.as_str()
                 {
