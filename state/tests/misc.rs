@@ -454,3 +454,50 @@ fn sync_cursor_is_written_with_the_changes_it_produced() -> TestResult {
     assert_eq!(store.cursor(a, b"imap:INBOX:modseq")?, None);
     Ok(())
 }
+
+/// `scan_objects` yields the objects of one type in one account, in id order, with their
+/// bytes, and stops when told; other accounts, other types and destroyed objects are not in it.
+#[test]
+fn scan_objects_reads_one_type_of_one_account_in_id_order() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path(), StoreConfig::default());
+    let (a, b) = (AccountId(1), AccountId(2));
+    let mut c = Commit::new(a);
+    for name in ["e3", "e1", "e2", "gone"] {
+        c.put_email(id(name), name.as_bytes().to_vec(), Default::default());
+    }
+    c.put(DataType::Identity, id("i1"), b"identity".to_vec());
+    store.commit(c)?;
+    let mut c = Commit::new(a);
+    c.destroy(DataType::Email, id("gone"));
+    store.commit(c)?;
+    let mut c = Commit::new(b);
+    c.put_email(id("e0"), b"other account".to_vec(), Default::default());
+    store.commit(c)?;
+
+    let mut seen = Vec::new();
+    store.scan_objects(a, DataType::Email, |oid, bytes| {
+        seen.push((oid.as_str().to_owned(), bytes.to_vec()));
+        true
+    })?;
+    let want: Vec<(String, Vec<u8>)> = ["e1", "e2", "e3"]
+        .iter()
+        .map(|n| ((*n).to_owned(), n.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(seen, want);
+
+    let mut first = Vec::new();
+    store.scan_objects(a, DataType::Email, |oid, _| {
+        first.push(oid.as_str().to_owned());
+        false
+    })?;
+    assert_eq!(first, ["e1"]);
+
+    let mut none = 0;
+    store.scan_objects(AccountId(3), DataType::Email, |_, _| {
+        none += 1;
+        true
+    })?;
+    assert_eq!(none, 0);
+    Ok(())
+}

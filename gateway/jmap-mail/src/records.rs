@@ -109,6 +109,19 @@ fn is_true(b: &bool) -> bool {
 /// The first byte of an Email record in the framed form; a JSON record starts with `{`.
 const FRAMED: u8 = 1;
 
+/// What [`EmailRecord::peek`] reads of a stored record: its arrival time, Message-IDs and
+/// subject. Every other field is skipped without being decoded.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordPeek<'a> {
+    #[serde(default)]
+    pub received_at: i64,
+    #[serde(borrow, default)]
+    pub message_id: Vec<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub subject: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// How Email records were stored before the framed form: all JSON, the header section base64
 /// in it.
 #[derive(Deserialize)]
@@ -132,6 +145,20 @@ impl EmailRecord {
         out.extend_from_slice(&json);
         out.extend_from_slice(&self.header_block);
         out
+    }
+
+    /// The arrival time, Message-IDs and subject of a stored record (either form), read
+    /// without decoding the rest: for scans that look at many records to decode few.
+    pub fn peek(b: &[u8]) -> Option<RecordPeek<'_>> {
+        let json = match b.split_first()? {
+            (&FRAMED, rest) => {
+                let (len, rest) = rest.split_first_chunk::<4>()?;
+                rest.get(..u32::from_be_bytes(*len) as usize)?
+            }
+            (b'{', _) => b,
+            _ => return None,
+        };
+        serde_json::from_slice(json).ok()
     }
 
     /// Reads either stored form (records written before the framed form are all JSON).
@@ -302,6 +329,35 @@ mod tests {
             EmailRecord::from_bytes(&serde_json::to_vec(&json).unwrap()),
             None
         );
+    }
+
+    #[test]
+    fn a_peek_reads_arrival_message_ids_and_subject_of_either_form() {
+        let mut rec = crate::methods::testing::email("E1", "T1", "M1", "1", &[], 7, "");
+        rec.subject = Some("Re: \"quoted\" caf\u{e9}".into());
+        rec.message_id = vec!["a@x".into(), "b@x".into()];
+        rec.received_at = 1_700_000_123;
+        let check = |bytes: &[u8]| {
+            let p = EmailRecord::peek(bytes).unwrap();
+            assert_eq!(p.received_at, 1_700_000_123);
+            assert_eq!(p.message_id, ["a@x", "b@x"]);
+            assert_eq!(p.subject.as_deref(), Some("Re: \"quoted\" caf\u{e9}"));
+        };
+        let framed = rec.to_bytes();
+        check(&framed);
+        let mut json: serde_json::Value = serde_json::to_value(&rec).unwrap();
+        json["headerBlock"] = "".into();
+        check(&serde_json::to_vec(&json).unwrap());
+
+        rec.subject = None;
+        rec.message_id.clear();
+        let bare = rec.to_bytes();
+        let p = EmailRecord::peek(&bare).map(|p| (p.message_id.len(), p.subject));
+        assert_eq!(p, Some((0, None)));
+        for n in 0..12 {
+            assert!(EmailRecord::peek(&framed[..n]).is_none(), "{n} bytes");
+        }
+        assert!(EmailRecord::peek(b"\x02{}").is_none());
     }
 
     #[test]
