@@ -145,7 +145,7 @@ pub use notify::AccountStates;
 pub use query::{
     EmailQuery, EmailSort, EmailSource, QueryChanges, QueryChangesRequest, QueryResult,
 };
-pub use store::{Durability, SCHEMA_VERSION, Store, StoreConfig};
+pub use store::{BulkWrites, Durability, SCHEMA_VERSION, Store, StoreConfig};
 pub use trim::TrimReport;
 pub use types::{
     AccountId, ChangeKind, DataType, EmailFacts, MailboxCounts, ModSeq, ObjectId, State,

@@ -171,6 +171,10 @@ pub struct Store {
     pub(crate) blobs: Mutex<BlobState>,
     /// Flipped to `true` once by [`Store::signal_shutdown`]; see [`Store::shutdown_signal`].
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// How many [`BulkWrites`] are alive.
+    bulk: Mutex<usize>,
+    /// The L0 compaction trigger in force; locked while it is being changed.
+    l0_trigger: Mutex<i32>,
 }
 
 impl std::fmt::Debug for Store {
@@ -180,6 +184,27 @@ impl std::fmt::Debug for Store {
             .field("generation", &self.generation)
             .field("config", &self.config)
             .finish()
+    }
+}
+
+/// How many L0 files (flushed memtables) of a column family start a compaction into the level
+/// below: RocksDB's default in normal operation, and twice that while [`Store::bulk_writes`]
+/// is in force. An initial sync's keys (Email ids) are spread over the whole key space, so
+/// each such compaction rewrites the level below in full: the work grows with the square of
+/// the messages synced, and merging twice as many L0 files at a time halves it.
+const L0_TRIGGER: i32 = 4;
+const L0_TRIGGER_BULK: i32 = 8;
+
+/// Keeps the store tuned for a long run of writes while alive; see [`Store::bulk_writes`].
+#[derive(Debug)]
+pub struct BulkWrites {
+    store: std::sync::Arc<Store>,
+}
+
+impl Drop for BulkWrites {
+    fn drop(&mut self) {
+        *lock(&self.store.bulk) -= 1;
+        self.store.retune();
     }
 }
 
@@ -201,6 +226,7 @@ impl Store {
         // thread's CPU, and L0 files live only until the next compaction, which compresses
         // what it writes to the levels below.
         opts.set_compression_per_level(&[DBCompressionType::None, DBCompressionType::Lz4]);
+        opts.set_level_zero_file_num_compaction_trigger(L0_TRIGGER);
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
         // Memtables are skiplists whose inserts and lookups are cache misses all the way down:
@@ -250,7 +276,63 @@ impl Store {
             notifier: Notifier::default(),
             blobs: Mutex::new(blobs),
             shutdown: tokio::sync::watch::Sender::new(false),
+            bulk: Mutex::new(0),
+            l0_trigger: Mutex::new(L0_TRIGGER),
         })
+    }
+
+    /// Tunes the store for a long run of writes, such as a large initial sync, until the guard
+    /// is dropped (by every holder, when several run at once): L0 files are compacted eight
+    /// at a time instead of four (`L0_TRIGGER_BULK`). Reads may merge more L0 files
+    /// meanwhile; when the last guard goes, the usual trigger is back and the files left are
+    /// compacted at once. Does not block: within a tokio runtime the change is made on a
+    /// blocking thread (RocksDB saves its options file once per column family, which takes
+    /// most of a second), elsewhere before returning.
+    pub fn bulk_writes(self: &std::sync::Arc<Self>) -> BulkWrites {
+        *lock(&self.bulk) += 1;
+        self.retune();
+        BulkWrites {
+            store: self.clone(),
+        }
+    }
+
+    /// Brings the compaction trigger in line with whether bulk writes are on; see
+    /// [`Store::bulk_writes`] for where it runs.
+    fn retune(self: &std::sync::Arc<Self>) {
+        let store = self.clone();
+        let work = move || store.apply_tuning();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(work)),
+            Err(_) => work(),
+        }
+    }
+
+    /// Whichever call runs last sees the last wish: the trigger in force is locked while
+    /// it changes, and the wish is read under that lock.
+    fn apply_tuning(&self) {
+        let mut applied = lock(&self.l0_trigger);
+        let want = if *lock(&self.bulk) > 0 {
+            L0_TRIGGER_BULK
+        } else {
+            L0_TRIGGER
+        };
+        if *applied == want {
+            return;
+        }
+        let value = want.to_string();
+        for name in cf::ALL {
+            let Some(handle) = self.db.cf_handle(name) else {
+                continue;
+            };
+            if let Err(e) = self
+                .db
+                .set_options_cf(&handle, &[("level0_file_num_compaction_trigger", &value)])
+            {
+                // Only tuning: the store works the same either way.
+                tracing::warn!(cf = name, "the L0 compaction trigger stays as it was: {e}");
+            }
+        }
+        *applied = want;
     }
 
     /// A receiver that turns `true` when the process holding this store begins to shut down

@@ -501,3 +501,46 @@ fn scan_objects_reads_one_type_of_one_account_in_id_order() -> TestResult {
     assert_eq!(none, 0);
     Ok(())
 }
+
+/// The L0 compaction trigger of column family `cf` as the newest OPTIONS file in the store's
+/// folder records it (RocksDB rewrites that file whenever options change).
+fn l0_trigger_on_disk(dir: &std::path::Path, cf: &str) -> Option<String> {
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("OPTIONS-"))
+        .max_by_key(|n| n["OPTIONS-".len()..].parse::<u64>().unwrap_or(0))?;
+    let text = std::fs::read_to_string(dir.join(newest)).ok()?;
+    let section = format!("[CFOptions \"{cf}\"]");
+    let body = &text[text.find(&section)? + section.len()..];
+    let body = &body[..body.find("\n[").unwrap_or(body.len())];
+    body.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("level0_file_num_compaction_trigger="))
+        .map(str::to_owned)
+}
+
+/// Bulk writes raise the L0 compaction trigger while any guard lives, and the last guard to
+/// go puts it back.
+#[test]
+fn bulk_writes_tune_compaction_until_the_last_guard_goes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = std::sync::Arc::new(open(dir.path(), StoreConfig::default()));
+    let trigger = |cf| l0_trigger_on_disk(dir.path(), cf);
+    assert_eq!(trigger("objects").as_deref(), Some("4"));
+    let first = store.bulk_writes();
+    let second = store.bulk_writes();
+    assert_eq!(trigger("objects").as_deref(), Some("8"));
+    assert_eq!(trigger("idx_mailbox").as_deref(), Some("8"));
+    drop(first);
+    assert_eq!(trigger("objects").as_deref(), Some("8"));
+    drop(second);
+    assert_eq!(trigger("objects").as_deref(), Some("4"));
+    assert_eq!(trigger("idx_mailbox").as_deref(), Some("4"));
+    // Writes go on as before.
+    let mut c = Commit::new(AccountId(1));
+    c.put(DataType::Identity, id("i1"), b"x".to_vec());
+    store.commit(c)?;
+    Ok(())
+}

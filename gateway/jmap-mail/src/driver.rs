@@ -152,10 +152,17 @@ struct Sink {
     mailbox_id: String,
     remote_id: String,
     inflight: Option<Inflight>,
+    /// Held through an initial pass of at least [`BULK_MESSAGES`] messages.
+    bulk: Option<state::BulkWrites>,
 }
 
 /// Batches built on a predecessor's carry before the pipeline drains once.
 const MAX_CHAINED: u32 = 8;
+
+/// An initial pass over this many messages or more runs with the store tuned for bulk
+/// writes ([`state::Store::bulk_writes`]): fewer, larger compactions. Below it the gain is
+/// small and retuning (most of a second of background work) is not worth it.
+const BULK_MESSAGES: u64 = 10_000;
 
 type TaskHandle = tokio::task::JoinHandle<Result<(), UpstreamError>>;
 
@@ -310,6 +317,15 @@ async fn build_and_commit(batch: SyncBatch, t: BatchTask) -> Result<(), Upstream
 impl SyncSink for Sink {
     fn apply(&mut self, batch: SyncBatch) -> BoxFuture<'_, Result<(), UpstreamError>> {
         Box::pin(async move {
+            if self.bulk.is_none()
+                && batch
+                    .progress
+                    .is_some_and(|(done, total)| total.saturating_sub(done) >= BULK_MESSAGES)
+            {
+                tracing::debug!(account = %self.inner.account, mailbox = %self.remote_id,
+                    "a large initial pass: the store is tuned for bulk writes until it ends");
+                self.bulk = Some(self.inner.store.blocking().bulk_writes());
+            }
             let prev = match self.inflight.take() {
                 // Drain every MAX_CHAINED batches (the lock is released once the commit
                 // lands), and settle a task that is already over: landed (a new chain
@@ -499,6 +515,7 @@ impl AccountSync {
             mailbox_id: record.id.clone(),
             remote_id: remote.remote_id.clone(),
             inflight: None,
+            bulk: None,
         };
         let synced = inner
             .upstream
