@@ -76,6 +76,9 @@ fn main() {
         },
     )
     .expect("the store opens");
+    let store = std::sync::Arc::new(store);
+    // As the sync driver does for an initial pass this large.
+    let _bulk = (n as u64 >= jmap_mail::bench::BULK_MESSAGES).then(|| store.bulk_writes());
     let start = Instant::now();
     let mut commit = Duration::ZERO;
     let mut hi = n;

@@ -162,7 +162,7 @@ const MAX_CHAINED: u32 = 8;
 /// An initial pass over this many messages or more runs with the store tuned for bulk
 /// writes ([`state::Store::bulk_writes`]): fewer, larger compactions. Below it the gain is
 /// small and retuning (most of a second of background work) is not worth it.
-const BULK_MESSAGES: u64 = 10_000;
+pub const BULK_MESSAGES: u64 = 10_000;
 
 type TaskHandle = tokio::task::JoinHandle<Result<(), UpstreamError>>;
 

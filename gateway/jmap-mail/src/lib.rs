@@ -42,6 +42,7 @@ pub use apply::BatchApplied;
 #[doc(hidden)]
 pub mod bench {
     pub use crate::apply::apply_batch;
+    pub use crate::driver::BULK_MESSAGES;
 }
 pub use driver::{AccountSync, MailboxProgress, SyncError, SyncOptions, SyncProgress};
 pub use headers::{ParsedHeaders, base_subject, parse as parse_headers};
