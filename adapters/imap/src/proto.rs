@@ -490,6 +490,22 @@ mod tests {
     }
 
     #[test]
+    fn quoted_strings_with_escapes_and_broken_ones() {
+        let r = parse("* 1 FETCH (PREVIEW \"say \\\"hi\\\" to C:\\\\dir\" X \"\" Y \"\\\\\")\r\n");
+        let (_, items) = r.fetch().unwrap();
+        assert_eq!(items[1].bytes().unwrap(), b"say \"hi\" to C:\\dir");
+        assert_eq!(items[3].bytes().unwrap(), b"");
+        assert_eq!(items[5].bytes().unwrap(), b"\\");
+        for broken in [
+            "* 1 FETCH (PREVIEW \"no end)\r\n",
+            "* 1 FETCH (PREVIEW \"dangling\\",
+            "* 1 FETCH (PREVIEW \"",
+        ] {
+            assert!(parse_response(broken.as_bytes()).is_err(), "{broken:?}");
+        }
+    }
+
+    #[test]
     fn status_codes_and_tagged() {
         let r = parse("a3 OK [APPENDUID 38505 3955] APPEND completed\r\n");
         let Response::Tagged { tag, line } = r else {
