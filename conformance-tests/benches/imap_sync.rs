@@ -98,20 +98,6 @@ async fn bare_fetch(port: u16) -> (Duration, usize) {
 }
 
 /// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat.
-fn process_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // Clock ticks; 100 per second on Linux.
-    f.iter().sum::<u64>() as f64 / 100.0
-}
-
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -178,11 +164,11 @@ async fn main() {
         ..ImapOptions::default()
     };
     let mut h = Harness::with_store(d.server(), opts, store, tempfile::tempdir().unwrap());
-    let cpu0 = process_cpu();
+    let cpu0 = jmap_mail::bench::cpu_split();
     let start = Instant::now();
     h.sync.sync_all().await.unwrap();
     let gateway = start.elapsed();
-    let cpu = process_cpu() - cpu0;
+    let cpu = jmap_mail::bench::cpu_split() - cpu0;
     let emails = h.emails().await.len();
     assert_eq!(emails, messages);
     // The bare FETCH once more: on a shared machine its time drifts by a third from one
@@ -202,9 +188,16 @@ async fn main() {
         "  ratio               : {:8.2}x",
         gateway.as_secs_f64() / bare_mean
     );
+    let per_message = |s: f64| s * 1e6 / messages as f64;
     println!(
-        "  gateway CPU (user+system, all threads): {cpu:.2} s, {:.1} µs per message",
-        cpu * 1e6 / messages as f64
+        "  gateway CPU (user+system, all threads): {:.2} s, {:.1} µs per message",
+        cpu.process,
+        per_message(cpu.process)
+    );
+    println!(
+        "    of which RocksDB flushing {:.1} µs, compacting {:.1} µs per message",
+        per_message(cpu.flush),
+        per_message(cpu.compaction)
     );
 
     // Latency: the driver runs (NOTIFY push); a bare client IDLEs on the INBOX.

@@ -233,6 +233,7 @@ impl Harness {
                 wait_timeout: Duration::from_secs(30),
                 retry_initial: Duration::from_millis(100),
                 retry_max: Duration::from_secs(2),
+                ..SyncOptions::default()
             },
         );
         Harness {

@@ -173,6 +173,8 @@ pub struct Store {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// How many [`BulkWrites`] are alive.
     bulk: Mutex<usize>,
+    /// How many times bulk writes began (none alive → one).
+    bulk_periods: std::sync::atomic::AtomicU64,
     /// The L0 compaction trigger in force; locked while it is being changed.
     l0_trigger: Mutex<i32>,
 }
@@ -277,6 +279,7 @@ impl Store {
             blobs: Mutex::new(blobs),
             shutdown: tokio::sync::watch::Sender::new(false),
             bulk: Mutex::new(0),
+            bulk_periods: std::sync::atomic::AtomicU64::new(0),
             l0_trigger: Mutex::new(L0_TRIGGER),
         })
     }
@@ -289,11 +292,25 @@ impl Store {
     /// blocking thread (RocksDB saves its options file once per column family, which takes
     /// most of a second), elsewhere before returning.
     pub fn bulk_writes(self: &std::sync::Arc<Self>) -> BulkWrites {
-        *lock(&self.bulk) += 1;
+        let mut n = lock(&self.bulk);
+        if *n == 0 {
+            self.bulk_periods
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        *n += 1;
+        drop(n);
         self.retune();
         BulkWrites {
             store: self.clone(),
         }
+    }
+
+    /// How many [`BulkWrites`] guards are alive, and how many times bulk writes began.
+    pub fn bulk_writes_state(&self) -> (usize, u64) {
+        (
+            *lock(&self.bulk),
+            self.bulk_periods.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Brings the compaction trigger in line with whether bulk writes are on; see

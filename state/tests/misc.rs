@@ -529,15 +529,20 @@ fn bulk_writes_tune_compaction_until_the_last_guard_goes() -> TestResult {
     let store = std::sync::Arc::new(open(dir.path(), StoreConfig::default()));
     let trigger = |cf| l0_trigger_on_disk(dir.path(), cf);
     assert_eq!(trigger("objects").as_deref(), Some("4"));
+    assert_eq!(store.bulk_writes_state(), (0, 0));
     let first = store.bulk_writes();
     let second = store.bulk_writes();
+    assert_eq!(store.bulk_writes_state(), (2, 1));
     assert_eq!(trigger("objects").as_deref(), Some("8"));
     assert_eq!(trigger("idx_mailbox").as_deref(), Some("8"));
     drop(first);
     assert_eq!(trigger("objects").as_deref(), Some("8"));
     drop(second);
+    assert_eq!(store.bulk_writes_state(), (0, 1));
     assert_eq!(trigger("objects").as_deref(), Some("4"));
     assert_eq!(trigger("idx_mailbox").as_deref(), Some("4"));
+    drop(store.bulk_writes());
+    assert_eq!(store.bulk_writes_state(), (0, 2));
     // Writes go on as before.
     let mut c = Commit::new(AccountId(1));
     c.put(DataType::Identity, id("i1"), b"x".to_vec());

@@ -123,42 +123,10 @@ fn main() {
         on_disk as f64 / 1e6,
         on_disk as f64 / n as f64
     );
-    let (flush, compaction) = rocksdb_thread_cpu();
+    let cpu = jmap_mail::bench::cpu_split();
     println!(
         "RocksDB's own threads: {:.1} µs/message flushing, {:.1} µs/message compacting",
-        flush * 1e6 / n as f64,
-        compaction * 1e6 / n as f64
+        cpu.flush * 1e6 / n as f64,
+        cpu.compaction * 1e6 / n as f64
     );
-}
-
-/// CPU seconds (user + system) of RocksDB's background threads so far: the flush threads
-/// (`rocksdb:high`) and the compaction threads (`rocksdb:low`), from /proc.
-fn rocksdb_thread_cpu() -> (f64, f64) {
-    let tick = 100.0; // USER_HZ on Linux
-    let (mut high, mut low) = (0.0, 0.0);
-    for task in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name: utime and stime are the 12th and 13th.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let cpu: f64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-            .sum::<f64>()
-            / tick;
-        match comm.trim() {
-            "rocksdb:high" => high += cpu,
-            "rocksdb:low" => low += cpu,
-            _ => {}
-        }
-    }
-    (high, low)
 }

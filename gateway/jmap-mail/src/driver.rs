@@ -44,6 +44,9 @@ pub struct SyncOptions {
     /// Backoff after a failed round: first delay and cap (jitter ±50 %).
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// An initial pass with at least this many messages to go holds the store in bulk-write
+    /// tuning ([`state::Store::bulk_writes`]); default [`BULK_MESSAGES`].
+    pub bulk_messages: u64,
 }
 
 impl Default for SyncOptions {
@@ -52,6 +55,7 @@ impl Default for SyncOptions {
             wait_timeout: Duration::from_secs(300),
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(120),
+            bulk_messages: BULK_MESSAGES,
         }
     }
 }
@@ -152,16 +156,16 @@ struct Sink {
     mailbox_id: String,
     remote_id: String,
     inflight: Option<Inflight>,
-    /// Held through an initial pass of at least [`BULK_MESSAGES`] messages.
+    /// Held through an initial pass of at least [`SyncOptions::bulk_messages`] messages.
     bulk: Option<state::BulkWrites>,
 }
 
 /// Batches built on a predecessor's carry before the pipeline drains once.
 const MAX_CHAINED: u32 = 8;
 
-/// An initial pass over this many messages or more runs with the store tuned for bulk
-/// writes ([`state::Store::bulk_writes`]): fewer, larger compactions. Below it the gain is
-/// small and retuning (most of a second of background work) is not worth it.
+/// By default, an initial pass over this many messages or more runs with the store tuned for
+/// bulk writes ([`state::Store::bulk_writes`]): fewer, larger compactions. Below it the gain
+/// is small and retuning (most of a second of background work) is not worth it.
 pub const BULK_MESSAGES: u64 = 10_000;
 
 type TaskHandle = tokio::task::JoinHandle<Result<(), UpstreamError>>;
@@ -317,11 +321,11 @@ async fn build_and_commit(batch: SyncBatch, t: BatchTask) -> Result<(), Upstream
 impl SyncSink for Sink {
     fn apply(&mut self, batch: SyncBatch) -> BoxFuture<'_, Result<(), UpstreamError>> {
         Box::pin(async move {
-            if self.bulk.is_none()
-                && batch
-                    .progress
-                    .is_some_and(|(done, total)| total.saturating_sub(done) >= BULK_MESSAGES)
-            {
+            // Messages still to come, this batch's included (`done` counts it).
+            let to_go = batch
+                .progress
+                .map(|(done, total)| total.saturating_sub(done) + batch.changes.len() as u64);
+            if self.bulk.is_none() && to_go.is_some_and(|n| n >= self.inner.opts.bulk_messages) {
                 tracing::debug!(account = %self.inner.account, mailbox = %self.remote_id,
                     "a large initial pass: the store is tuned for bulk writes until it ends");
                 self.bulk = Some(self.inner.store.blocking().bulk_writes());

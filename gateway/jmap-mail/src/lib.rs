@@ -26,6 +26,7 @@
 //! Invariant: nothing here knows IMAP or EAS; only the [`upstream::Upstream`] contract.
 
 mod apply;
+mod bench_cpu;
 pub mod body;
 mod driver;
 pub mod header_forms;
@@ -42,6 +43,7 @@ pub use apply::BatchApplied;
 #[doc(hidden)]
 pub mod bench {
     pub use crate::apply::apply_batch;
+    pub use crate::bench_cpu::{CpuSplit, cpu_split};
     pub use crate::driver::BULK_MESSAGES;
 }
 pub use driver::{AccountSync, MailboxProgress, SyncError, SyncOptions, SyncProgress};

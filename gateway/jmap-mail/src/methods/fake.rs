@@ -929,6 +929,40 @@ mod tests {
         assert_eq!(sync.raw_message(&id).await.unwrap(), raw);
     }
 
+    /// An initial pass with at least `bulk_messages` to go holds the store in bulk-write
+    /// tuning until it ends; a smaller one, and mailboxes with nothing to sync, do not.
+    #[tokio::test]
+    async fn a_large_initial_pass_is_synced_with_the_store_tuned_for_bulk_writes() {
+        for (threshold, periods) in [(31, 0), (30, 1)] {
+            let fake = FakeUpstream::new();
+            fake.set_batch_size(10);
+            for i in 0..30 {
+                fake.deliver(
+                    "INBOX",
+                    message(&format!("m{i}"), &format!("m{i}@x"), "b"),
+                    &[],
+                );
+            }
+            let f = Fixture::new();
+            let sync = AccountSync::new(
+                f.account.store.clone(),
+                f.account.id,
+                Arc::new(fake),
+                SyncOptions {
+                    bulk_messages: threshold,
+                    ..SyncOptions::default()
+                },
+            );
+            sync.sync_all().await.unwrap();
+            assert_eq!(sync.progress().mailboxes["INBOX"].done, 30);
+            assert_eq!(
+                f.account.store.blocking().bulk_writes_state(),
+                (0, periods),
+                "threshold {threshold}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn external_changes_and_writes_are_synced_in_batches() {
         let fake = FakeUpstream::new();
