@@ -109,6 +109,20 @@ fn is_true(b: &bool) -> bool {
 /// The first byte of an Email record in the framed form; a JSON record starts with `{`.
 const FRAMED: u8 = 1;
 
+/// The JSON of a stored Email record and, in the framed form, the header section after it
+/// (`None` in the older all-JSON form); `None` for bytes of neither form.
+fn stored_parts(b: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    match b.split_first()? {
+        (&FRAMED, rest) => {
+            let (len, rest) = rest.split_first_chunk::<4>()?;
+            let (json, header) = rest.split_at_checked(u32::from_be_bytes(*len) as usize)?;
+            Some((json, Some(header)))
+        }
+        (b'{', _) => Some((b, None)),
+        _ => None,
+    }
+}
+
 /// What [`EmailRecord::peek`] reads of a stored record: its arrival time, Message-IDs and
 /// subject. Every other field is skipped without being decoded.
 #[derive(Debug, Deserialize)]
@@ -150,36 +164,25 @@ impl EmailRecord {
     /// The arrival time, Message-IDs and subject of a stored record (either form), read
     /// without decoding the rest: for scans that look at many records to decode few.
     pub fn peek(b: &[u8]) -> Option<RecordPeek<'_>> {
-        let json = match b.split_first()? {
-            (&FRAMED, rest) => {
-                let (len, rest) = rest.split_first_chunk::<4>()?;
-                rest.get(..u32::from_be_bytes(*len) as usize)?
-            }
-            (b'{', _) => b,
-            _ => return None,
-        };
-        serde_json::from_slice(json).ok()
+        serde_json::from_slice(stored_parts(b)?.0).ok()
     }
 
     /// Reads either stored form (records written before the framed form are all JSON).
     pub fn from_bytes(b: &[u8]) -> Option<EmailRecord> {
-        match b.split_first()? {
-            (&FRAMED, rest) => {
-                let (len, rest) = rest.split_first_chunk::<4>()?;
-                let (json, header) = rest.split_at_checked(u32::from_be_bytes(*len) as usize)?;
+        match stored_parts(b)? {
+            (json, Some(header)) => {
                 let mut rec: EmailRecord = serde_json::from_slice(json).ok()?;
                 rec.header_block = header.to_vec();
                 Some(rec)
             }
-            (b'{', _) => {
-                let old: JsonEmailRecord = serde_json::from_slice(b).ok()?;
+            (json, None) => {
+                let old: JsonEmailRecord = serde_json::from_slice(json).ok()?;
                 let mut rec = old.record;
                 rec.header_block = base64::engine::general_purpose::STANDARD
                     .decode(old.header_block)
                     .ok()?;
                 Some(rec)
             }
-            _ => None,
         }
     }
 
