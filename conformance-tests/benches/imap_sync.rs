@@ -5,6 +5,10 @@
 //!    the same server (timed just before and just after the sync, and averaged); both
 //!    times and their ratio (issue 5's target: ≤ 1.5×), and the
 //!    gateway process's CPU time over its sync (steadier than wall time on a shared machine).
+//!    Dovecot's own CPU time during the bare FETCH and during the sync, and how idle the
+//!    machine's CPUs were during the sync, say where the ratio comes from: when the gateway
+//!    and Dovecot share a few cores, the sync cannot be faster than their CPU time together
+//!    spread over every core (the "CPU floor" printed).
 //! 2. Latency from an APPEND by another client to the change committed in the store, next
 //!    to the latency a bare client IDLEing on the same mailbox sees (the floor); p50/p99, and
 //!    on stderr the three samples furthest above the floor (with `RUST_LOG` set, each
@@ -20,6 +24,9 @@
 //! Options: `--messages N` (default 100000), `--samples K` (latency samples, default 200),
 //! `--batch B` (adapter batch size, default 500), `--buffered` (store without fsync, to see
 //! what durability costs).
+//!
+//! To profile the sync alone, run the bench under `perf record --control=fifo:CTL,ACK -D -1`
+//! with `PERF_CTL=CTL PERF_ACK=ACK` in its environment: it enables perf for the sync only.
 
 #![allow(clippy::unwrap_used)]
 
@@ -89,15 +96,55 @@ async fn make_room(port: u16, messages: usize, samples: usize) {
     eprintln!("expunged the {n} oldest messages: the server's quota allows {limit}");
 }
 
-async fn bare_fetch(port: u16) -> (Duration, usize) {
+/// A bare `UID FETCH 1:*` of the sync's items: its time, how many messages it listed, and
+/// the CPU time Dovecot spent on it.
+async fn bare_fetch(port: u16, dovecot: &Dovecot) -> (Duration, usize, f64) {
     let mut r = Raw::connect(port).await;
     r.run("EXAMINE INBOX").await;
+    let cpu = dovecot.cpu();
     let start = Instant::now();
     let n = r.run(&format!("UID FETCH 1:* ({ITEMS})")).await;
-    (start.elapsed(), n)
+    (start.elapsed(), n, dovecot.cpu() - cpu)
 }
 
-/// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat.
+/// The private Dovecot's master process, whose tree's CPU time is read around each phase.
+struct Dovecot(u32);
+
+impl Dovecot {
+    fn of(d: &PrivateDovecot) -> Dovecot {
+        let pid = std::fs::read_to_string(d.dir.join("dovecot.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("the private Dovecot's pid file");
+        Dovecot(pid)
+    }
+
+    fn cpu(&self) -> f64 {
+        jmap_mail::bench::process_tree_cpu(self.0)
+    }
+}
+
+/// Tells `perf record --control` (the fifos named by PERF_CTL and PERF_ACK) to start or
+/// stop recording, and waits for its acknowledgement. Does nothing without PERF_CTL.
+fn perf_control(cmd: &str) {
+    use std::io::{Read, Write};
+    let Ok(ctl) = std::env::var("PERF_CTL") else {
+        return;
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ctl)
+        .expect("PERF_CTL names perf's control fifo");
+    f.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+    if let Ok(ack) = std::env::var("PERF_ACK") {
+        let mut reply = [0u8; 5];
+        let _ = std::fs::File::open(ack)
+            .expect("PERF_ACK names perf's acknowledgement fifo")
+            .read(&mut reply);
+    }
+}
+
+/// The `p` quantile (0 to 1) of `v`, nearest rank; sorts `v`.
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -136,12 +183,13 @@ async fn main() {
         i += 2;
     }
     let d = PrivateDovecot::start();
+    let dovecot = Dovecot::of(&d);
     seed(d.imap_port, messages).await;
 
     // Warm Dovecot's caches (PREVIEW, header cache) once, then time both fairly.
-    let (warm, _) = bare_fetch(d.imap_port).await;
+    let (warm, _, _) = bare_fetch(d.imap_port, &dovecot).await;
     eprintln!("warm-up bare FETCH: {:.2} s", warm.as_secs_f64());
-    let (bare, fetched) = bare_fetch(d.imap_port).await;
+    let (bare, fetched, bare_cpu) = bare_fetch(d.imap_port, &dovecot).await;
     assert_eq!(fetched, messages);
 
     let dir = tempfile::tempdir().unwrap();
@@ -164,17 +212,25 @@ async fn main() {
         ..ImapOptions::default()
     };
     let mut h = Harness::with_store(d.server(), opts, store, tempfile::tempdir().unwrap());
+    perf_control("enable");
+    let (system0, dovecot0) = (jmap_mail::bench::SystemCpu::now(), dovecot.cpu());
     let cpu0 = jmap_mail::bench::cpu_split();
     let start = Instant::now();
     h.sync.sync_all().await.unwrap();
     let gateway = start.elapsed();
     let cpu = jmap_mail::bench::cpu_split() - cpu0;
+    let (sync_dovecot, (idle, steal)) = (
+        dovecot.cpu() - dovecot0,
+        jmap_mail::bench::SystemCpu::now().shares_since(&system0),
+    );
+    perf_control("disable");
     let emails = h.emails().await.len();
     assert_eq!(emails, messages);
     // The bare FETCH once more: on a shared machine its time drifts by a third from one
     // minute to the next, so the ratio is taken against the mean of the two around the sync.
-    let (bare_after, _) = bare_fetch(d.imap_port).await;
+    let (bare_after, _, bare_after_cpu) = bare_fetch(d.imap_port, &dovecot).await;
     let bare_mean = (bare.as_secs_f64() + bare_after.as_secs_f64()) / 2.0;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     println!("initial sync of {messages} messages (batch {batch}):");
     println!(
@@ -198,6 +254,18 @@ async fn main() {
         "    of which RocksDB flushing {:.1} µs, compacting {:.1} µs per message",
         per_message(cpu.flush),
         per_message(cpu.compaction)
+    );
+    println!(
+        "  Dovecot CPU: {:.2} s during the sync, {:.2} s per bare FETCH ({:.1} and {:.1} µs per message)",
+        sync_dovecot,
+        (bare_cpu + bare_after_cpu) / 2.0,
+        per_message(sync_dovecot),
+        per_message((bare_cpu + bare_after_cpu) / 2.0)
+    );
+    let floor = (cpu.process + sync_dovecot) / cores as f64;
+    println!(
+        "  CPU floor on {cores} cores: {floor:.2} s ({:.2}x the bare FETCH); during the sync the CPUs were idle {idle:.0}% of the time, taken by the hypervisor {steal:.0}%",
+        floor / bare_mean
     );
 
     // Latency: the driver runs (NOTIFY push); a bare client IDLEs on the INBOX.

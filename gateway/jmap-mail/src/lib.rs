@@ -43,7 +43,7 @@ pub use apply::BatchApplied;
 #[doc(hidden)]
 pub mod bench {
     pub use crate::apply::apply_batch;
-    pub use crate::bench_cpu::{CpuSplit, cpu_split};
+    pub use crate::bench_cpu::{CpuSplit, SystemCpu, cpu_split, process_tree_cpu};
     pub use crate::driver::BULK_MESSAGES;
 }
 pub use driver::{AccountSync, MailboxProgress, SyncError, SyncOptions, SyncProgress};
