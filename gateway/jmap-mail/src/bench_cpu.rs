@@ -1,4 +1,5 @@
-//! Where a bench's CPU went, from /proc: the whole process, and RocksDB's own threads.
+//! Where a bench's CPU went, from /proc: the whole process and RocksDB's own threads, a
+//! server's process tree (Dovecot's), and the machine's idle and steal shares.
 
 /// CPU seconds (user + system) used so far.
 #[derive(Debug, Clone, Copy, Default)]
